@@ -1,0 +1,5 @@
+import sys
+
+from egodistill.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""The `egodistill` command line: discovers one subcommand per module in `egodistill.commands`."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from egodistill import __version__, commands
+from egodistill.config import ConfigError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand module registered, in ORDER."""
+    parser = argparse.ArgumentParser(
+        prog="egodistill",
+        description=(
+            "Multimodal knowledge distillation for egocentric action recognition: train unimodal "
+            "teachers (RGB, flow, audio, layout), distill their ensemble into an RGB-only student, "
+            "evaluate and predict with the student alone."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"egodistill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        mod = importlib.import_module(f"egodistill.commands.{info.name}")
+        if hasattr(mod, "register"):
+            modules.append(mod)
+    for mod in sorted(modules, key=lambda m: getattr(m, "ORDER", 100)):
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ConfigError, FileNotFoundError, ValueError, KeyError) as e:
+        # User-facing errors carry their own explanation; a traceback would bury it.
+        if getattr(args, "debug", False):
+            raise
+        print(f"egodistill {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Typed run configuration: YAML files, dotted command-line overrides, strict validation.
+
+A config is a tree of dataclasses (`Config` at the root). `load_config(path, overrides)` reads a
+YAML file, applies `key.sub=value` overrides, and validates every key and type against the
+schema, failing at start with a message that names the key and lists the valid or closest keys.
+`save_config` writes the resolved config that a run stores in its folder.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value that does not fit the schema."""
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AudioConfig:
+    """Log-mel settings (METHOD.md §7)."""
+
+    segment_seconds: float = 1.116  # one segment per sampled frame, centred on its time
+    n_fft: int = 1024
+    win_length: int = 160
+    hop_length: int = 80
+    n_mels: int = 128
+    # Sample rate the mel filterbank is built for; None = the audio's true rate. The authors'
+    # released audio teacher needs 16000 (torchaudio's default) on their 24 kHz audio.
+    filterbank_rate: int | None = None
+    mean: float = -28.1125
+    std: float = 16.5627
+    time_mask: int = 0  # max width of a training time mask, in spectrogram columns (0 = off)
+    freq_mask: int = 0  # max width of a training frequency mask, in mel bands (0 = off)
+    time_stretch: float = 0.0  # max relative stretch in training (0 = off)
+
+
+@dataclass
+class DataConfig:
+    """Where samples come from and how each one becomes a view."""
+
+    reader: str = "epic100"  # annotation reader: epic100 | ssv2 | something_else
+    root: str = ""  # relative paths in `files` and `stores` are taken from here
+    files: dict[str, str] = field(default_factory=dict)  # reader-specific: train, validation, verb_classes, ...
+    stores: dict[str, str] = field(default_factory=dict)  # modality -> HDF5 store: rgb, flow, audio, layout
+    train_split: str = "train"
+    eval_split: str = "validation"
+    heldout_fraction: float = 0.1  # of training videos, for model selection and dataset weights
+    sampler: Literal["dense", "uniform"] = "dense"
+    num_frames: int = 16
+    stride: int = 2  # dense sampler only
+    size: int = 224
+    scale_range: list[float] = field(default_factory=lambda: [1.15, 1.43])
+    hflip: bool = True
+    color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter, RGB only
+    test_clips: int = 2
+    test_crops: int = 1
+    flow_channels: int = 3  # 3 = u, v, zeros (the authors' teachers); 2 = u, v
+    max_boxes: int = 14
+    audio: AudioConfig = field(default_factory=AudioConfig)
+
+
+@dataclass
+class ModelConfig:
+    """A network for one modality with one linear head per task head."""
+
+    arch: Literal["swin", "stlt"] = "swin"
+    preset: str = "swin_t"  # swin_t | swin_s | swin_b | small CPU presets (see models/)
+    modality: str = "rgb"  # which batch entry the model reads
+    heads: dict[str, int] = field(default_factory=dict)  # empty = the dataset's heads
+    drop_path: float = 0.2
+    pretrained: str = ""  # official Video Swin / authors' checkpoint to initialise from
+    # Student with fewer frames: it reads every `frame_step`-th of the view's frames.
+    frame_step: int = 1
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.02
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_epochs: float = 2.0
+    grad_clip: float = 5.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 16
+    eval_batch_size: int = 16
+    grad_accum: int = 1
+    precision: Literal["no", "fp16", "bf16"] = "no"
+    seed: int = 0
+    workers: int = 4
+    head_weights: dict[str, float] = field(default_factory=dict)  # empty = 1.0 each
+    eval_every: int = 1  # epochs
+    log_every: int = 10  # steps
+    tensorboard: bool = False
+    compile: bool = False  # torch.compile; off by default (minutes of compile time on CPU)
+    max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke tests
+
+
+@dataclass
+class CacheConfig:
+    views: int = 0  # K pre-drawn views per training sample; 0 = online distillation
+    path: str = ""  # default: <run_dir>/teacher_cache.h5
+
+
+@dataclass
+class DistillConfig:
+    teachers: list[str] = field(default_factory=list)  # run folders of trained teachers
+    weighting: Literal["uniform", "per-sample", "dataset"] = "dataset"
+    tau: float = 1.0  # weighting temperature
+    temperature: float = 1.0  # KD temperature T
+    alpha_kd: float = 1.0
+    alpha_gt: float = 0.0
+    consistent: bool = True  # teachers and student see the same view
+    cache: CacheConfig = field(default_factory=CacheConfig)
+
+
+@dataclass
+class Config:
+    """The root of a run's configuration."""
+
+    name: str = "run"
+    run_dir: str = "runs/run"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+# --------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        args = ", ".join(_type_name(a) for a in typing.get_args(tp))
+        return f"{origin.__name__}[{args}]"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    """Return `value` checked against (and, for int->float, coerced to) type `tp`."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"config key '{key}' must be one of {_type_name(tp)}, got {value!r}")
+        return value
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+    if origin is list:
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{key}' must be a list ({_type_name(tp)}), got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping ({_type_name(tp)}), got {value!r}")
+        kt, vt = typing.get_args(tp)
+        return {_convert(k, kt, f"{key}"): _convert(v, vt, f"{key}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a float, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an int, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in values.items():
+        full = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(repr((prefix + '.' if prefix else '') + c) for c in close)}? " if close else ""
+            raise ConfigError(
+                f"unknown config key '{full}': {hint}valid keys here are: {', '.join(names)}"
+            )
+        kwargs[k] = _convert(v, hints[k], full)
+    return cls(**kwargs)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Parse an override value with YAML rules (`3e-4` -> float, `[1,2]` -> list, `none` -> None)."""
+    if text.lower() in ("none", "null", "~"):
+        return None
+    value = yaml.safe_load(text)
+    # YAML 1.1 reads '3e-4' as a string; accept the forms people type on a command line.
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return `tree` with each `a.b.c=value` override set (the tree is modified in place)."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = tree
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: '{p}' is not a section")
+        node[parts[-1]] = _parse_scalar(text.strip())
+    return tree
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Return a validated `Config` from a plain (YAML-like) dict."""
+    return _build(Config, values or {})
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    """Return a config (or any dataclass) as plain dicts and lists, ready for YAML."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | None = None) -> Config:
+    """Return the validated config of YAML file `path` (None = defaults) with overrides applied."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        with open(path) as f:
+            try:
+                tree = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of config sections")
+    apply_overrides(tree, overrides or [])
+    try:
+        return config_from_dict(tree)
+    except ConfigError as e:
+        raise ConfigError(f"{path or 'config'}: {e}") from None
+
+
+def save_config(cfg: Config, path: str | os.PathLike) -> None:
+    """Write the resolved config to `path` atomically (temp file, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+def resolve_path(cfg: Config, path: str) -> Path:
+    """Return `path` taken relative to `cfg.data.root` unless it is absolute or root is empty."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or not cfg.data.root:
+        return p
+    return Path(cfg.data.root).expanduser() / p
