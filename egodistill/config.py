@@ -54,6 +54,9 @@ class DataConfig:
     reader: str = "epic100"  # annotation reader: epic100 | ssv2 | something_else
     root: str = ""  # relative paths in `files` and `stores` are taken from here
     files: dict[str, str] = field(default_factory=dict)  # reader-specific: train, validation, verb_classes, ...
+    # something_else only: class id = index in sorted(labels) as the authors' loader does
+    # ("sorted", matches their checkpoints) or the label file's own values ("file").
+    label_ids: Literal["sorted", "file"] = "sorted"
     stores: dict[str, str] = field(default_factory=dict)  # modality -> HDF5 store: rgb, flow, audio, layout
     train_split: str = "train"
     eval_split: str = "validation"

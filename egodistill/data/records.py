@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# `stop_frame` of a sample that spans its whole video (Something-Something): the dataset
+# resolves it with the store, taking frames first_frame .. first_frame + num_frames - 1.
+WHOLE_VIDEO = -1
+
 
 @dataclass(frozen=True)
 class Sample:
@@ -11,6 +15,11 @@ class Sample:
     Frame numbers are in the store's numbering (EPIC: 1-based, as `frame_0000000001.jpg`);
     `start_frame` and `stop_frame` are both inclusive. `labels` maps a head name ("verb",
     "noun", "action") to its class id; it is empty for unlabelled (test) samples.
+
+    `stop_frame == WHOLE_VIDEO` (-1) means the sample is its whole video, whose length is only
+    known from the store (SSv2 / Something-Else: `start_frame` is then 1 by convention and the
+    dataset uses the store's first_frame and num_frames instead; see `whole_video`).
+    `all_noun_classes` is EPIC's list of every noun class in the narration (empty elsewhere).
     """
 
     id: str
@@ -22,9 +31,18 @@ class Sample:
     start_time: float | None = None  # seconds
     stop_time: float | None = None  # seconds
     narration: str | None = None
+    all_noun_classes: tuple[int, ...] = ()
+
+    @property
+    def whole_video(self) -> bool:
+        """True when the sample spans its whole video (stop_frame is WHOLE_VIDEO)."""
+        return self.stop_frame == WHOLE_VIDEO
 
     @property
     def num_frames(self) -> int:
+        """Return the number of frames (inclusive range); a whole-video sample must be resolved first."""
+        if self.whole_video:
+            raise ValueError(f"sample {self.id}: spans the whole video; its frame count comes from the store")
         return self.stop_frame - self.start_frame + 1
 
 
