@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -21,6 +22,37 @@ import yaml
 
 class ConfigError(ValueError):
     """A config key or value that does not fit the schema."""
+
+
+# YAML 1.1 (PyYAML's default) reads `no` / `off` / `yes` as booleans and `3e-4` as a string,
+# so `precision: no` and `lr: 3e-4` would fail validation. Configs are read with YAML 1.2
+# rules instead: only true/false are booleans and an exponent alone makes a float.
+_BOOL_TAG, _FLOAT_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float"
+_BOOL_12 = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
+_FLOAT_12 = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?"
+    r"|[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 booleans and floats."""
+
+
+_YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_BOOL_TAG, _FLOAT_TAG)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_YamlLoader.add_implicit_resolver(_BOOL_TAG, _BOOL_12, list("tTfF"))
+_YamlLoader.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
+
+
+class _YamlDumper(yaml.SafeDumper):
+    """SafeDumper that also quotes strings YAML 1.2 would read as floats (e.g. "3e-4"), so a
+    saved config reads back the same with either YAML version."""
+
+
+_YamlDumper.add_implicit_resolver(_FLOAT_TAG, _FLOAT_12, list("-+0123456789."))
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,6 +199,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     """Return `value` checked against (and, for int->float, coerced to) type `tp`."""
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
+        if value is None:  # an empty section (`data:` with every key commented out) = defaults
+            value = {}
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping of {tp.__name__} fields, got {value!r}")
         return _build(tp, value, key)
@@ -238,7 +272,7 @@ def _parse_scalar(text: str) -> Any:
     """Parse an override value with YAML rules (`3e-4` -> float, `[1,2]` -> list, `none` -> None)."""
     if text.lower() in ("none", "null", "~"):
         return None
-    value = yaml.safe_load(text)
+    value = yaml.load(text, Loader=_YamlLoader)
     # YAML 1.1 reads '3e-4' as a string; accept the forms people type on a command line.
     if isinstance(value, str):
         try:
@@ -246,6 +280,45 @@ def _parse_scalar(text: str) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _schema_type(parts: list[str]) -> Any:
+    """Return the schema type at the dotted path `parts`, or None if the path is not in it."""
+    tp: Any = Config
+    for p in parts:
+        if dataclasses.is_dataclass(tp):
+            hints = typing.get_type_hints(tp)
+            if p not in hints:
+                return None
+            tp = hints[p]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return None
+    return tp
+
+
+def _is_text(tp: Any) -> bool:
+    """True for str, a Literal of strings, or an optional one of those."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return all(isinstance(a, str) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return bool(args) and all(_is_text(a) for a in args)
+    return tp is str
+
+
+def _parse_override(parts: list[str], text: str) -> Any:
+    """Return an override's value: verbatim text for string keys (so `name=001` or
+    `data.files.train=2024` stay strings), else the YAML-parsed scalar."""
+    tp = _schema_type(parts)
+    quoted = len(text) >= 2 and text[0] == text[-1] and text[0] in "'\""
+    if tp is not None and _is_text(tp) and not quoted:
+        allows_none = typing.get_origin(tp) in (Union, types.UnionType) and type(None) in typing.get_args(tp)
+        if not (allows_none and text.lower() in ("none", "null", "~")):
+            return text
+    return _parse_scalar(text)
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -257,10 +330,12 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         parts = key.strip().split(".")
         node = tree
         for p in parts[:-1]:
-            node = node.setdefault(p, {})
+            if node.get(p) is None:  # absent, or an empty section in the YAML file
+                node[p] = {}
+            node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{p}' is not a section")
-        node[parts[-1]] = _parse_scalar(text.strip())
+        node[parts[-1]] = _parse_override(parts, text.strip())
     return tree
 
 
@@ -283,7 +358,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
             raise ConfigError(f"config file not found: {path}")
         with open(path) as f:
             try:
-                tree = yaml.safe_load(f) or {}
+                tree = yaml.load(f, Loader=_YamlLoader) or {}
             except yaml.YAMLError as e:
                 raise ConfigError(f"{path}: not valid YAML: {e}") from e
         if not isinstance(tree, dict):
@@ -300,7 +375,7 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w") as f:
-        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)
+        yaml.dump(config_to_dict(cfg), f, Dumper=_YamlDumper, sort_keys=False)
     os.replace(tmp, path)
 
 
