@@ -272,14 +272,8 @@ def _parse_scalar(text: str) -> Any:
     """Parse an override value with YAML rules (`3e-4` -> float, `[1,2]` -> list, `none` -> None)."""
     if text.lower() in ("none", "null", "~"):
         return None
-    value = yaml.load(text, Loader=_YamlLoader)
-    # YAML 1.1 reads '3e-4' as a string; accept the forms people type on a command line.
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value for c in ".eE") else int(value)
-        except ValueError:
-            return value
-    return value
+    # YAML 1.2 scalars: '3e-4' is a float already, and a quoted '"3e-4"' stays a string.
+    return yaml.load(text, Loader=_YamlLoader)
 
 
 def _schema_type(parts: list[str]) -> Any:
@@ -335,7 +329,10 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = node[p]
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: '{p}' is not a section")
-        node[parts[-1]] = _parse_override(parts, text.strip())
+        try:
+            node[parts[-1]] = _parse_override(parts, text.strip())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {e}") from None
     return tree
 
 
