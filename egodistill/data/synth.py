@@ -124,11 +124,11 @@ class SynthConfig:
 
     seed: int = 0
     # --- sizes and counts
-    num_videos: int = 36
-    num_participants: int = 5  # P01..Pk; the last one appears only in validation (unseen)
+    num_videos: int = 48
+    num_participants: int = 6  # P01..Pk; the last one appears only in validation (unseen)
     val_fraction: float = 0.25  # of the seen participants' videos, for validation
-    segments_per_video: int = 8
-    frames_per_segment: int = 24  # mean; each segment's length varies by +-segment_jitter
+    segments_per_video: int = 10
+    frames_per_segment: int = 20  # mean; each segment's length varies by +-segment_jitter
     segment_jitter: float = 0.25
     gap_frames: tuple[int, int] = (4, 10)  # idle frames between segments (min, max)
     height: int = 64
