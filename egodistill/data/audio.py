@@ -1,0 +1,139 @@
+"""Log-mel spectrograms as torchaudio's `MelSpectrogram` computes them, without torchaudio.
+
+`log_mel` is the plain definition (torch.stft on one waveform). `log_mel_segments` computes the
+same values for many overlapping segments of one waveform at once: an STFT frame only reads the
+`win_length` samples under its (zero-padded) window, so segments whose frames fall on the same
+samples share them, and only the frames a later nearest-neighbour resize keeps are computed.
+For EPIC's 16 segments of 1.116 s per clip this does roughly a tenth of the work.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from egodistill.config import AudioConfig
+
+
+def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor | float:
+    """Return HTK mels of frequency `f` (Hz): 2595 * log10(1 + f / 700)."""
+    if isinstance(f, torch.Tensor):
+        return 2595.0 * torch.log10(1.0 + f / 700.0)
+    return 2595.0 * math.log10(1.0 + f / 700.0)
+
+
+def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+    """Return the frequency (Hz) of HTK mels `m`: 700 * (10^(m / 2595) - 1)."""
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_freqs: int, f_min: float, f_max: float, n_mels: int, sample_rate: int) -> torch.Tensor:
+    """Return the HTK mel filterbank `[n_freqs, n_mels]` float32, no normalisation.
+
+    Same definition as torchaudio.functional.melscale_fbanks(..., norm=None, mel_scale="htk"):
+    STFT bin k sits at k * (sample_rate // 2) / (n_freqs - 1) Hz; band m is a triangle rising
+    from the (m)-th to the (m+1)-th and falling to the (m+2)-th of `n_mels + 2` points equally
+    spaced in mels between f_min and f_max, peaking at 1.
+    """
+    all_freqs = torch.linspace(0, sample_rate // 2, n_freqs)
+    m_pts = torch.linspace(hz_to_mel(f_min), hz_to_mel(f_max), n_mels + 2)
+    f_pts = mel_to_hz(m_pts)
+    f_diff = f_pts[1:] - f_pts[:-1]  # [n_mels + 1]
+    slopes = f_pts.unsqueeze(0) - all_freqs.unsqueeze(1)  # [n_freqs, n_mels + 2]
+    down = -slopes[:, :-2] / f_diff[:-1]
+    up = slopes[:, 2:] / f_diff[1:]
+    return torch.clamp(torch.minimum(down, up), min=0.0)
+
+
+def _filterbank(cfg: AudioConfig, sample_rate: int) -> torch.Tensor:
+    rate = cfg.filterbank_rate or sample_rate  # the authors' teacher needs 16000 on 24 kHz audio
+    return _cached_filterbank(cfg.n_fft // 2 + 1, cfg.n_mels, int(rate))
+
+
+_FB_CACHE: dict[tuple[int, int, int], torch.Tensor] = {}
+
+
+def _cached_filterbank(n_freqs: int, n_mels: int, rate: int) -> torch.Tensor:
+    key = (n_freqs, n_mels, rate)
+    if key not in _FB_CACHE:
+        _FB_CACHE[key] = mel_filterbank(n_freqs, 0.0, float(rate // 2), n_mels, rate)
+    return _FB_CACHE[key]
+
+
+def to_db(power: torch.Tensor) -> torch.Tensor:
+    """Return `10 * log10(max(power, 1e-10))`."""
+    return 10.0 * torch.log10(torch.clamp(power, min=1e-10))
+
+
+def log_mel(waveform: torch.Tensor, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
+    """Return the log-mel spectrogram (dB) of `waveform` `[..., L]`: `[..., n_mels, 1 + L // hop]`.
+
+    torchaudio MelSpectrogram defaults: Hann window of `win_length` centred in `n_fft`, centred
+    frames with reflect padding, power 2, HTK mel bands from 0 Hz to half the filterbank rate.
+    """
+    window = torch.hann_window(cfg.win_length, dtype=waveform.dtype)
+    shape = waveform.shape
+    spec = torch.stft(
+        waveform.reshape(-1, shape[-1]), cfg.n_fft, hop_length=cfg.hop_length, win_length=cfg.win_length,
+        window=window, center=True, pad_mode="reflect", return_complex=True,
+    )  # [N, n_freqs, frames]
+    power = spec.real**2 + spec.imag**2
+    mel = torch.matmul(power.transpose(1, 2), _filterbank(cfg, sample_rate)).transpose(1, 2)  # [N, n_mels, frames]
+    return to_db(mel).reshape(*shape[:-1], cfg.n_mels, -1)
+
+
+def num_stft_frames(length: int, hop: int) -> int:
+    """Return the number of centred STFT frames of a signal of `length` samples."""
+    return 1 + length // hop
+
+
+def log_mel_segments(
+    wave: torch.Tensor,
+    starts: np.ndarray,
+    length: int,
+    sample_rate: int,
+    cfg: AudioConfig,
+    columns: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Return `log_mel(wave[s : s + length])` for every start s, keeping only frames `columns`.
+
+    `wave` `[M]` float32 must hold every segment (`0 <= s` and `s + length <= M`); `starts` `[N]`
+    ints; `columns` the STFT frame indices to keep (default all `1 + length // hop`). Returns
+    `[N, n_mels, len(columns)]`, equal to the plain definition up to float rounding.
+    """
+    n_fft, hop, win = cfg.n_fft, cfg.hop_length, cfg.win_length
+    if length <= n_fft // 2:
+        raise ValueError(f"audio segments of {length} samples are too short for reflect padding of n_fft={n_fft}")
+    starts = np.asarray(starts, dtype=np.int64)
+    if starts.min() < 0 or starts.max() + length > wave.shape[0]:
+        raise ValueError(f"segments [{starts.min()}, {starts.max() + length}) do not fit in a waveform of {wave.shape[0]} samples")
+    n_cols = num_stft_frames(length, hop)
+    cols = np.arange(n_cols) if columns is None else np.asarray(columns, dtype=np.int64)
+    window = torch.hann_window(win, dtype=torch.float32)
+    left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
+    # First sample under the window of frame j, relative to its segment.
+    first = cols * hop - n_fft // 2 + left  # [J]
+    interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding
+    fb = _filterbank(cfg, sample_rate)
+    out = torch.empty(len(starts), cfg.n_mels, len(cols), dtype=torch.float32)
+
+    if interior.any():
+        pos = starts[:, None] + first[None, interior]  # [N, Ji] absolute sample positions
+        uniq, inverse = np.unique(pos, return_inverse=True)
+        idx = torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])  # [U, win]
+        spec = torch.fft.rfft(wave[idx] * window, n=n_fft)  # window position inside n_fft only changes phase
+        mel = (spec.real**2 + spec.imag**2) @ fb  # [U, n_mels]
+        shared = mel[torch.from_numpy(inverse.reshape(pos.shape))]  # [N, Ji, n_mels]
+        out[:, :, torch.from_numpy(np.flatnonzero(interior))] = shared.transpose(1, 2)
+    edge = np.flatnonzero(~interior)
+    if len(edge):
+        padded_window = torch.nn.functional.pad(window, (left, n_fft - win - left))
+        frames = []
+        for s in starts:  # edge frames differ per segment (each reflects at its own ends)
+            seg = wave[s : s + length].view(1, 1, -1)
+            seg = torch.nn.functional.pad(seg, (n_fft // 2, n_fft // 2), mode="reflect").view(-1)
+            frames.append(torch.stack([seg[c * hop : c * hop + n_fft] for c in cols[edge]]))
+        spec = torch.fft.rfft(torch.stack(frames) * padded_window, n=n_fft)  # [N, Je, n_freqs]
+        out[:, :, torch.from_numpy(edge)] = ((spec.real**2 + spec.imag**2) @ fb).transpose(1, 2)
+    return to_db(out)
