@@ -198,7 +198,7 @@ class SynthConfig:
         return cls(
             seed=seed, num_videos=5, num_participants=3, segments_per_video=3, frames_per_segment=12,
             gap_frames=(2, 4), height=32, width=32, sample_rate=8000, num_verbs=4, num_nouns=4,
-            clutter=4, distractors=1,
+            clutter=4, distractors=1, class_imbalance=0.0,
         )
 
 

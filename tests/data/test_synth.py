@@ -8,7 +8,6 @@ import wave
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pytest
 import yaml
@@ -269,3 +268,117 @@ def test_wav_round_trip(tmp_path):
         y = np.frombuffer(f.readframes(8000), "<i2") / 32767
     np.testing.assert_allclose(y, x, atol=1 / 32767)
     assert not (tmp_path / "a.wav.tmp").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# The built dataset (tests/conftest.py: synth_root, synth_config), through the prepare code
+# --------------------------------------------------------------------------------------------
+
+
+def test_built_folder_layout(synth_root):
+    names = {p.name for p in synth_root.iterdir()}
+    assert {"annotations", "rgb.h5", "flow.h5", "audio.h5", "layout.h5", "data.yaml", "synth.json"} <= names
+    assert not any(n.endswith(".tmp") or n.startswith("_work") for n in names)  # no leftovers
+    assert not synth_root.with_name(synth_root.name + ".tmp").exists()
+    data = yaml.safe_load((synth_root / "data.yaml").read_text())["data"]
+    assert data["reader"] == "epic100" and Path(data["root"]) == synth_root.resolve()
+    for rel in list(data["files"].values()) + list(data["stores"].values()):
+        assert (synth_root / rel).is_file(), rel
+    summary = __import__("json").loads((synth_root / "synth.json").read_text())
+    assert summary["params"] == SynthConfig.tiny(seed=0).__dict__ | {"gap_frames": [2, 4]}
+    assert summary["segments"] == summary["train_segments"] + summary["validation_segments"]
+
+
+def test_reader_and_stores_agree_with_the_plan(synth_root, synth_config):
+    from egodistill.data.stores import AudioStore, FlowStore, LayoutStore, RGBStore
+
+    cfg = SynthConfig.tiny(seed=0)
+    videos = {v.video_id: v for v in plan_dataset(cfg)}
+    reader = build_reader(synth_config)
+    assert reader.splits() == ["train", "validation"]
+    info = reader.info()
+    assert info.num_classes == {"verb": cfg.num_verbs, "noun": cfg.num_nouns}
+    assert info.unseen_participants == {"P03"}
+    samples = reader.samples("train") + reader.samples("validation")
+    assert {s.participant for s in reader.samples("train")}.isdisjoint(info.unseen_participants)
+    assert {s.video_id for s in samples} == set(videos)
+    for s in samples:
+        assert 0 <= s.labels["verb"] < cfg.num_verbs and 0 <= s.labels["noun"] < cfg.num_nouns
+        assert 1 <= s.start_frame <= s.stop_frame <= videos[s.video_id].num_frames
+
+    rgb, flow = RGBStore(synth_root / "rgb.h5"), FlowStore(synth_root / "flow.h5")
+    audio, layout = AudioStore(synth_root / "audio.h5"), LayoutStore(synth_root / "layout.h5")
+    assert set(rgb.video_ids()) == set(videos)
+    for vid, v in videos.items():
+        n = v.num_frames
+        assert (rgb.num_frames(vid), rgb.first_frame(vid), rgb.fps(vid)) == (n, 1, cfg.fps)
+        first, last = rgb.read_frames(vid, [1, n])
+        img = cv2.imdecode(np.frombuffer(last, np.uint8), cv2.IMREAD_COLOR)
+        assert img.shape == (cfg.height, cfg.width, 3)
+        assert flow.stride(vid) == cfg.flow_stride
+        assert flow.num_frames(vid) in (math.ceil(n / cfg.flow_stride), n // cfg.flow_stride)
+        assert audio.sample_rate(vid) == cfg.sample_rate
+        assert audio.num_samples(vid) == round(n / cfg.fps * cfg.sample_rate)
+        boxes = layout.read(vid, list(range(1, n + 1)))
+        assert boxes["boxes"].shape[0] == n
+        hands = (boxes["category"] == 1) & boxes["valid"]
+        assert hands.any(axis=1).mean() > 0.8  # the hand is detected in most frames
+        assert set(np.unique(boxes["state"][hands])) <= {0, 3, 4}
+    with pytest.raises(KeyError, match="P09_01"):
+        rgb.read_frames("P09_01", [1])
+
+
+def test_flow_follows_the_verb(synth_root):
+    """Mean vertical flow over the moving object, relative to the frame's median (the camera):
+    up for lift and push, down for put-down and pull."""
+    from egodistill.data.stores import FlowStore
+
+    cfg = SynthConfig.tiny(seed=0)
+    flow = FlowStore(synth_root / "flow.h5")
+    signs = {"lift": -1, "push": -1, "put-down": 1, "pull": 1}
+    checked = 0
+    for v in plan_dataset(cfg):
+        truth = render_video(cfg, v)[1]["_truth"]["object"]
+        first = flow.first_frame(v.video_id)
+        for s in v.segments:
+            verb = VERB_POOL[s.verb].key
+            if verb not in signs:
+                continue
+            numbers = list(range(math.ceil(s.start_frame / cfg.flow_stride) + 1, math.ceil(s.stop_frame / cfg.flow_stride)))
+            numbers = [k for k in numbers if first <= k < first + flow.num_frames(v.video_id)]
+            _, vs = flow.read_frames(v.video_id, numbers)
+            total = 0.0
+            for k, data in zip(numbers, vs):
+                vv = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE).astype(np.float32) - 128
+                x1, y1, x2, y2 = truth[(k - 1) * cfg.flow_stride]
+                region = vv[max(0, int(y1)):int(y2) + 1, max(0, int(x1)):int(x2) + 1]
+                total += region.mean() - np.median(vv)
+            assert np.sign(total) == signs[verb], f"{s.narration_id} ({verb}): mean vertical flow {total:+.1f}"
+            checked += 1
+    assert checked >= 8
+
+
+def test_cli_build_is_deterministic_and_atomic(synth_root, tmp_path, capsys):
+    out = tmp_path / "again"
+    assert cli.main(["synth", str(out), "--tiny", "--seed", "0", "--quiet"]) == 0
+    assert "synth: wrote" in capsys.readouterr().out
+    assert not out.with_name("again.tmp").exists()
+    for csv_path in sorted((synth_root / "annotations").iterdir()):
+        assert (out / "annotations" / csv_path.name).read_bytes() == csv_path.read_bytes(), csv_path.name
+    from egodistill.data.stores import RGBStore
+
+    a, b = RGBStore(synth_root / "rgb.h5"), RGBStore(out / "rgb.h5")
+    assert sorted(a.video_ids()) == sorted(b.video_ids())
+    for vid in a.video_ids():
+        n = a.num_frames(vid)
+        assert b.num_frames(vid) == n
+        numbers = list(range(1, n + 1))
+        for k, fa, fb in zip(numbers, a.read_frames(vid, numbers), b.read_frames(vid, numbers)):
+            da = cv2.imdecode(np.frombuffer(fa, np.uint8), cv2.IMREAD_COLOR)
+            db = cv2.imdecode(np.frombuffer(fb, np.uint8), cv2.IMREAD_COLOR)
+            np.testing.assert_array_equal(da, db, err_msg=f"video {vid}, frame {k}")
+    # An existing folder is refused (exit 1, one line naming it) unless --force.
+    assert cli.main(["synth", str(out), "--tiny", "--quiet"]) == 1
+    assert str(out) in capsys.readouterr().err
+    assert cli.main(["synth", str(tmp_path / "x"), "--tiny", "--set", "noise_sdt=3"]) == 1
+    assert "noise_sdt" in capsys.readouterr().err and not (tmp_path / "x").exists()
