@@ -1,0 +1,281 @@
+"""Samples + stores -> batches: `MultimodalDataset`, `collate`, `build_dataset`, `build_loader`.
+
+One view per sample is drawn and applied to every modality (consistent teaching). Training
+views are random but reproducible: the generator of sample `i` in epoch `e` is seeded with
+`(train.seed, e, i)`, so a view does not depend on worker count, batch order or resumption.
+Call `set_epoch(e)` before each epoch (workers are started per epoch and copy the dataset, so
+they see it). Test items hold all `test_clips x test_crops` views.
+
+Item: `{modality: [V,T,C,S,S], "layout": {key: [V,T,N,...]}, "labels": {head: int}, "id": str,
+"index": int, "views": [V, D] float64}`. Batch: the same with a leading B
+(labels `{head: LongTensor[B]}`, -1 where a sample has no label for a head).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from egodistill.config import Config, resolve_path
+from egodistill.data.modalities import MODALITIES, Segment, get_modality
+from egodistill.data.records import Sample
+from egodistill.data.views import ViewParams, draw_train_view, test_views
+
+# Stores that number frames like the RGB frames, in the order the dataset asks them about a
+# video's frames (first frame, count, rate).
+_FRAME_STORES = ("rgb", "flow", "layout")
+
+
+class MultimodalDataset(Dataset):
+    """Any subset of modalities over a list of samples; one shared view per item."""
+
+    def __init__(self, cfg: Config, samples: list[Sample], modalities: list[str], train: bool, *, frame_step: int = 1):
+        """`frame_step` > 1 loads every `frame_step`-th frame of each view (a student that sees
+        fewer frames reads a fixed subsample of its teachers' frames); the recorded views are then
+        the subsampled ones. With the default 1 a model may subsample instead (model.frame_step)."""
+        if not modalities:
+            raise ValueError("a dataset needs at least one modality, e.g. ['rgb']")
+        if frame_step < 1:
+            raise ValueError(f"frame_step must be >= 1, got {frame_step}")
+        self.cfg = cfg
+        self.samples = list(samples)
+        self.modalities = list(modalities)
+        self.train = train
+        self.frame_step = frame_step
+        self.epoch = 0
+        self.paths: dict[str, str] = {}
+        for name in self.modalities:
+            get_modality(name)  # unknown names fail here, listing the valid ones
+            if name not in cfg.data.stores:
+                raise FileNotFoundError(
+                    f"modality {name!r} needs a store: set data.stores.{name} (configured: {', '.join(cfg.data.stores) or 'none'})")
+            path = resolve_path(cfg, cfg.data.stores[name])
+            if not path.is_file():
+                raise FileNotFoundError(f"{name} store not found: {path} (data.stores.{name})")
+            self.paths[name] = str(path)
+        self._stores: dict[str, Any] = {}
+        self._pid = None
+        self._segments: dict[tuple[str, int, int], Segment] = {}
+        self._check_videos()
+
+    # ----------------------------------------------------------------------------------------
+    # Stores and segments
+    # ----------------------------------------------------------------------------------------
+
+    def store(self, name: str) -> Any:
+        """Return this process's reader of modality `name`'s store (opened on first use)."""
+        if self._pid != os.getpid():  # a forked worker opens its own readers
+            self._stores, self._pid = {}, os.getpid()
+        if name not in self._stores:
+            self._stores[name] = MODALITIES[name].open_store(self.paths[name])
+        return self._stores[name]
+
+    def _frame_store(self) -> str | None:
+        for name in _FRAME_STORES:
+            if name in self.paths:
+                return name
+        return "rgb" if "rgb" in self.cfg.data.stores and resolve_path(self.cfg, self.cfg.data.stores["rgb"]).is_file() else None
+
+    def _aux_store(self, name: str) -> Any:
+        """Return a store used only for frame geometry (opened even if the modality is not loaded)."""
+        if name in self.paths:
+            return self.store(name)
+        key = f"_aux_{name}"
+        if self._pid != os.getpid():
+            self._stores, self._pid = {}, os.getpid()
+        if key not in self._stores:
+            self._stores[key] = MODALITIES[name].open_store(str(resolve_path(self.cfg, self.cfg.data.stores[name])))
+        return self._stores[key]
+
+    def _check_videos(self) -> None:
+        """Fail at construction when a sample's video is absent from a store it needs."""
+        for name in self.modalities:
+            store = self.store(name)
+            have = set(store.video_ids())
+            missing = sorted({s.video_id for s in self.samples} - have)
+            if missing:
+                ids = [s.id for s in self.samples if s.video_id in set(missing)]
+                raise KeyError(
+                    f"{self.paths[name]}: {len(missing)} video(s) of the samples are not in the {name} store, "
+                    f"e.g. video {missing[0]} (sample {ids[0]}); missing videos: {', '.join(missing[:5])}")
+
+    def _src_hw(self, frame_store: str | None, store: Any, video_id: str) -> tuple[int, int]:
+        if frame_store in ("rgb", "flow"):
+            size = getattr(store, "frame_size", None)
+            if callable(size):
+                return tuple(int(v) for v in size(video_id))
+            from egodistill.data.modalities.rgb import decode_jpegs
+
+            first = store.first_frame(video_id)
+            blobs = store.read_frames(video_id, [first])
+            blob = blobs[0][0] if frame_store == "flow" else blobs[0]
+            img = decode_jpegs([blob], grey=frame_store == "flow", what=f"{store}: video {video_id}", numbers=[first])[0]
+            return int(img.shape[0]), int(img.shape[1])
+        return (1, 1)  # layout alone: boxes are normalised and the frame's aspect is unknown
+
+    def segment(self, index: int) -> Segment:
+        """Return where sample `index`'s frames are (resolving whole-video samples with the store)."""
+        sample = self.samples[index]
+        name = self._frame_store()
+        if name is None:
+            raise ValueError(
+                f"sample {sample.id}: the frame rate and frame count come from an rgb, flow or layout store; "
+                f"configure one in data.stores")
+        store = self._aux_store(name)
+        vid = sample.video_id
+        key = (vid, sample.start_frame, sample.stop_frame)
+        if key in self._segments:
+            return self._segments[key]
+        first = int(store.first_frame(vid))
+        count = int(store.num_frames(vid))
+        if name == "flow":
+            count *= int(store.stride(vid))  # in RGB frames
+        fps_of = getattr(store, "fps", None)
+        fps = float(fps_of(vid)) if callable(fps_of) else 0.0
+        if sample.whole_video:
+            start, n = first, count
+        else:
+            start, n = sample.start_frame, sample.num_frames
+        if n < 1:
+            raise ValueError(f"sample {sample.id} (video {vid}): frames {sample.start_frame}..{sample.stop_frame} are empty")
+        seg = Segment(vid, start, n, first, fps, self._src_hw(name, store, vid))
+        self._segments[key] = seg
+        return seg
+
+    # ----------------------------------------------------------------------------------------
+    # Views and items
+    # ----------------------------------------------------------------------------------------
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch that seeds training views (call before iterating a loader each epoch)."""
+        self.epoch = int(epoch)
+
+    def rng(self, index: int) -> np.random.Generator:
+        """Return the generator of sample `index` in the current epoch."""
+        return np.random.default_rng([int(self.cfg.train.seed), self.epoch, int(index)])
+
+    def draw_view(self, index: int, rng: np.random.Generator) -> ViewParams:
+        """Return a random training view of sample `index`."""
+        seg = self.segment(index)
+        return draw_train_view(seg.num_frames, self.cfg.data, rng, seg.src_hw)
+
+    def test_views(self, index: int) -> list[ViewParams]:
+        """Return the K clips x C crops test views of sample `index`."""
+        seg = self.segment(index)
+        return test_views(seg.num_frames, self.cfg.data, seg.src_hw)
+
+    def load(self, index: int, views: list[ViewParams]) -> dict[str, Any]:
+        """Return the item of sample `index` seen through `views` (also replays cached views)."""
+        sample = self.samples[index]
+        seg = self.segment(index)
+        item: dict[str, Any] = {}
+        for name in self.modalities:
+            mod = MODALITIES[name]
+            store = self.store(name)
+            try:
+                per_view = [mod.load(store, sample, v, self.cfg, self.train, segment=seg) for v in views]
+            except KeyError as e:
+                raise KeyError(f"{name} store {self.paths[name]}: sample {sample.id} (video {sample.video_id}): {e}") from e
+            item[name] = mod.collate(per_view)
+        item["labels"] = dict(sample.labels)
+        item["id"] = sample.id
+        item["index"] = index
+        item["views"] = torch.from_numpy(np.stack([v.to_array() for v in views]))
+        return item
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if self.train:
+            views = [self.draw_view(index, self.rng(index))]
+        else:
+            views = self.test_views(index)
+        if self.frame_step > 1:
+            views = [v.subsample(self.frame_step) for v in views]
+        return self.load(index, views)
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Return items stacked into a batch: tensors gain a leading B, labels become LongTensor[B]."""
+    batch: dict[str, Any] = {}
+    for key in items[0]:
+        if key in ("labels", "id", "index", "views"):
+            continue
+        first = items[0][key]
+        if isinstance(first, dict):
+            batch[key] = {k: torch.stack([it[key][k] for it in items]) for k in first}
+        else:
+            batch[key] = torch.stack([it[key] for it in items])
+    heads = sorted({h for it in items for h in it["labels"]})
+    batch["labels"] = {h: torch.tensor([it["labels"].get(h, -1) for it in items], dtype=torch.long) for h in heads}
+    batch["id"] = [it["id"] for it in items]
+    batch["index"] = torch.tensor([it["index"] for it in items], dtype=torch.long)
+    batch["views"] = torch.stack([it["views"] for it in items])
+    return batch
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order of the dataset that depends only on (seed, the dataset's epoch).
+
+    Resuming at epoch e replays epoch e's order exactly, whatever happened before.
+    """
+
+    def __init__(self, dataset: MultimodalDataset, seed: int):
+        self.dataset = dataset
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.dataset.epoch)
+        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+
+
+def build_dataset(
+    cfg: Config, split: str, *, train: bool, modalities: list[str] | None = None, samples: list[Sample] | None = None,
+    frame_step: int = 1,
+) -> MultimodalDataset:
+    """Return the dataset of `split` (read with `build_reader(cfg)` unless `samples` is given).
+
+    `modalities` defaults to the model's input modality (`cfg.model.modality`).
+    """
+    if samples is None:
+        from egodistill.data.annotations import build_reader
+
+        samples = build_reader(cfg).samples(split)
+    return MultimodalDataset(cfg, samples, modalities or [cfg.model.modality], train, frame_step=frame_step)
+
+
+def build_loader(
+    dataset: MultimodalDataset, cfg: Config, *, train: bool, batch_size: int | None = None,
+    shuffle: bool | None = None, sampler: Sampler | None = None,
+) -> DataLoader:
+    """Return a DataLoader over `dataset` with `collate`, `cfg.train.workers` workers.
+
+    Training shuffles with `EpochShuffleSampler` (order seeded by train.seed and the dataset's
+    epoch) unless a sampler is given. Workers are not persistent, so each epoch's workers see
+    the dataset's current epoch.
+    """
+    if batch_size is None:
+        batch_size = cfg.train.batch_size if train else cfg.train.eval_batch_size
+    if shuffle is None:
+        shuffle = train
+    if sampler is None and shuffle:
+        sampler = EpochShuffleSampler(dataset, cfg.train.seed)
+    workers = int(cfg.train.workers)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        drop_last=False,
+        persistent_workers=False,
+        multiprocessing_context="fork" if workers > 0 and "fork" in torch.multiprocessing.get_all_start_methods() else None,
+    )

@@ -1,0 +1,89 @@
+"""One loader per modality and their registry.
+
+A modality turns `(store, Sample, ViewParams, cfg, train)` into a float32 tensor
+`[T, C, S, S]` (layout: a dict of `[T, N, ...]` tensors). The dataset resolves where the sample's
+frames are once (`Segment`: video, first frame, length, frame rate, frame size) and passes it to
+every modality, so frame numbers and times agree across modalities.
+
+Adding a modality = one file defining a `Modality` subclass + an entry in `MODALITIES`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from egodistill.config import Config
+from egodistill.data.records import Sample
+from egodistill.data.views import ViewParams
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Where a sample's frames are, resolved against the stores.
+
+    `start_frame`: store number of the segment's first frame (offset 0 of a view); `num_frames`:
+    frames in the segment; `first_frame`: the video's first frame number (time 0); `fps`: RGB
+    frames per second; `src_hw`: (height, width) of the source RGB frames.
+    """
+
+    video_id: str
+    start_frame: int
+    num_frames: int
+    first_frame: int
+    fps: float
+    src_hw: tuple[int, int]
+
+    def frame_numbers(self, view: ViewParams) -> np.ndarray:
+        """Return the store frame numbers `[T]` of the view's frames."""
+        return self.start_frame + np.asarray(view.frames, dtype=np.int64)
+
+
+def store_name(store: Any) -> str:
+    """Return the file a store reads, for error messages."""
+    return str(getattr(store, "path", store))
+
+
+class Modality:
+    """A modality's loader. Subclasses set `name` and implement `channels`, `open_store`, `load`."""
+
+    name: str = ""
+
+    def channels(self, cfg: Config) -> int:
+        """Return C of the `[T, C, S, S]` tensors this modality loads."""
+        raise NotImplementedError
+
+    def open_store(self, path: str) -> Any:
+        """Return the store reader for `path` (lazy, read-only)."""
+        raise NotImplementedError
+
+    def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> Any:
+        """Return the modality's input for one view of `sample`."""
+        raise NotImplementedError
+
+    def collate(self, items: list[Any]) -> Any:
+        """Return per-view items stacked along a new first dimension."""
+        if isinstance(items[0], dict):
+            return {k: torch.stack([it[k] for it in items]) for k in items[0]}
+        return torch.stack(items)
+
+
+def _registry() -> dict[str, Modality]:
+    from egodistill.data.modalities.audio import AudioModality
+    from egodistill.data.modalities.flow import FlowModality
+    from egodistill.data.modalities.layout import LayoutModality
+    from egodistill.data.modalities.rgb import RGBModality
+
+    return {m.name: m for m in (RGBModality(), FlowModality(), AudioModality(), LayoutModality())}
+
+
+MODALITIES: dict[str, Modality] = _registry()
+
+
+def get_modality(name: str) -> Modality:
+    """Return the registered modality `name`, or raise naming the valid ones."""
+    if name not in MODALITIES:
+        raise KeyError(f"unknown modality {name!r}: expected one of {', '.join(MODALITIES)}")
+    return MODALITIES[name]

@@ -1,0 +1,95 @@
+"""Audio as a "video of spectrograms": one log-mel segment per sampled frame (METHOD.md §7).
+
+Frame f is at time (f - first_frame) / fps (the first frame at t = 0, as `egodistill synth`
+renders its sound); its segment of `segment_seconds` is centred on that time and zero-padded
+outside the recording. Each segment becomes a log-mel spectrogram in dB, resized to S x S
+(nearest), normalised with the configured mean/std and repeated to 3 channels: `[T, 3, S, S]`.
+Spatial crop and flip do not apply. Training augmentation (seeded by the view's colour seed, so
+a replayed view is the same input): time stretch about the segment centre, one frequency mask
+and one time mask per segment (masked values are set to 0, the normalised mean).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from egodistill.config import AudioConfig, Config
+from egodistill.data.audio import log_mel_segments, num_stft_frames
+from egodistill.data.modalities import Modality, Segment, store_name
+from egodistill.data.records import Sample
+from egodistill.data.views import ViewParams
+
+
+def nearest_columns(n_in: int, n_out: int) -> np.ndarray:
+    """Return the source index of each of `n_out` outputs of F.interpolate(mode="nearest") from `n_in`."""
+    idx = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+    return F.interpolate(idx, size=n_out, mode="nearest").view(-1).long().numpy()
+
+
+def segment_starts(frame_numbers: np.ndarray, first_frame: int, fps: float, sample_rate: int, length: int) -> np.ndarray:
+    """Return the first sample `[T]` of the `length`-sample segment centred on each frame's time."""
+    centre = np.rint((np.asarray(frame_numbers, dtype=np.float64) - first_frame) / fps * sample_rate).astype(np.int64)
+    return centre - length // 2
+
+
+def spectrogram_video(
+    wave: torch.Tensor, starts: np.ndarray, length: int, sample_rate: int, acfg: AudioConfig, size: int,
+    rng: np.random.Generator | None = None,
+) -> torch.Tensor:
+    """Return the normalised log-mel "video" `[T, 3, S, S]` of segments `wave[s : s + length]`.
+
+    Equal to resizing each segment's full log-mel spectrogram to S x S with nearest-neighbour
+    interpolation, but only the STFT frames that the resize keeps are computed. With `rng`
+    (training), time stretch and time/frequency masks are drawn per segment.
+    """
+    t = len(starts)
+    n_cols = num_stft_frames(length, acfg.hop_length)
+    cols = np.broadcast_to(nearest_columns(n_cols, size), (t, size)).copy()  # [T, S] source frame of each column
+    if rng is not None and acfg.time_stretch > 0:
+        # Stretch by r about the centre (nearest column, edges repeated): content r times longer.
+        r = rng.uniform(1.0 - acfg.time_stretch, 1.0 + acfg.time_stretch, size=(t, 1))
+        c = (n_cols - 1) / 2
+        cols = np.clip(np.rint(c + (cols - c) / r), 0, n_cols - 1).astype(np.int64)
+    needed, inverse = np.unique(cols, return_inverse=True)
+    spec = log_mel_segments(wave, starts, length, sample_rate, acfg, columns=needed)  # [T, n_mels, U]
+    spec = torch.gather(spec, 2, torch.from_numpy(inverse.reshape(t, 1, size)).expand(t, acfg.n_mels, size))
+    x = F.interpolate(spec.unsqueeze(1), size=(size, size), mode="nearest")  # [T, 1, S, S], rows n_mels -> S
+    x = (x - acfg.mean) / acfg.std
+    if rng is not None:
+        rows = nearest_columns(acfg.n_mels, size)  # mel band of each output row
+        for i in range(t):
+            if acfg.freq_mask > 0:
+                w = int(rng.integers(0, acfg.freq_mask + 1))
+                f0 = int(rng.integers(0, acfg.n_mels - w + 1))
+                x[i, 0, torch.from_numpy((rows >= f0) & (rows < f0 + w))] = 0.0
+            if acfg.time_mask > 0:
+                w = int(rng.integers(0, acfg.time_mask + 1))
+                c0 = int(rng.integers(0, n_cols - w + 1))
+                x[i, 0, :, torch.from_numpy((cols[i] >= c0) & (cols[i] < c0 + w))] = 0.0
+    return x.expand(t, 3, size, size)
+
+
+class AudioModality(Modality):
+    name = "audio"
+
+    def channels(self, cfg: Config) -> int:
+        return 3
+
+    def open_store(self, path):
+        from egodistill.data.stores import AudioStore
+
+        return AudioStore(path)
+
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
+        """Return the view's log-mel video as float32 `[T, 3, S, S]`."""
+        acfg = cfg.data.audio
+        sr = int(store.sample_rate(segment.video_id))
+        length = int(round(acfg.segment_seconds * sr))
+        starts = segment_starts(segment.frame_numbers(view), segment.first_frame, segment.fps, sr, length)
+        lo, hi = int(starts.min()), int(starts.max()) + length
+        wave = torch.from_numpy(np.ascontiguousarray(store.read(segment.video_id, lo, hi), dtype=np.float32))
+        if wave.shape[0] != hi - lo:
+            raise ValueError(f"{store_name(store)}: video {segment.video_id}: read {wave.shape[0]} samples, expected {hi - lo}")
+        rng = np.random.default_rng([view.color_seed, 0xA0D10]) if train else None
+        return spectrogram_video(wave, starts - lo, length, sr, acfg, cfg.data.size, rng)

@@ -1,0 +1,69 @@
+"""Optical flow: u and v grey JPEGs as channels, EPIC's RGB-to-flow frame mapping, the RGB
+spatial pipeline, and a horizontal flip that also negates u (METHOD.md §5, §7)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from egodistill.config import Config
+from egodistill.data.modalities import Modality, Segment, store_name
+from egodistill.data.modalities.rgb import decode_jpegs, read_unique
+from egodistill.data.records import Sample
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize
+
+
+def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int) -> np.ndarray:
+    """Return the flow frame numbers of RGB frames: EPIC's ceil(rgb / stride), clamped to the store.
+
+    Counted from each store's first frame: the k-th RGB frame (k = 1, 2, ...) maps to the
+    ceil(k / stride)-th flow frame; with EPIC's 1-based numbering this is ceil(rgb / 2).
+    """
+    k = np.asarray(rgb_numbers, dtype=np.int64) - rgb_first + 1
+    f = -(-k // stride) + flow_first - 1  # ceil division on integers
+    return np.clip(f, flow_first, flow_first + flow_count - 1)
+
+
+def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> torch.Tensor:
+    """Return cropped uint8 flow u, v `[T, S, S]` (128 = no motion) as normalised `[T, C, S, S]`.
+
+    A flipped view reads u -> 255 - u, so motion to the right becomes motion to the left. The
+    third channel (channels == 3) is zero before normalisation, as the authors' teachers expect.
+    Normalisation is ImageNet's, channel by channel, like RGB.
+    """
+    t, s = u.shape[0], u.shape[1]
+    x = torch.empty((t, channels, s, s), dtype=torch.float32)
+    u_t = torch.from_numpy(u)
+    if flip:
+        u_t = 255 - u_t
+    for c, plane in enumerate((u_t, torch.from_numpy(v))):
+        x[:, c].copy_(plane).mul_(1.0 / (255.0 * IMAGENET_STD[c])).add_(-IMAGENET_MEAN[c] / IMAGENET_STD[c])
+    if channels == 3:
+        x[:, 2].fill_(-IMAGENET_MEAN[2] / IMAGENET_STD[2])
+    return x
+
+
+class FlowModality(Modality):
+    name = "flow"
+
+    def channels(self, cfg: Config) -> int:
+        if cfg.data.flow_channels not in (2, 3):
+            raise ValueError(f"data.flow_channels must be 2 or 3, got {cfg.data.flow_channels}")
+        return cfg.data.flow_channels
+
+    def open_store(self, path):
+        from egodistill.data.stores import FlowStore
+
+        return FlowStore(path)
+
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
+        """Return the view's flow as float32 `[T, C, S, S]` (C = data.flow_channels)."""
+        vid = segment.video_id
+        numbers = flow_numbers(segment.frame_numbers(view), segment.first_frame, store.first_frame(vid),
+                               store.stride(vid), store.num_frames(vid))
+        (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns), numbers)
+        what = f"{store_name(store)}: video {vid}"
+        u = decode_jpegs(us, grey=True, what=what + " (u)", numbers=uniq)
+        v = decode_jpegs(vs, grey=True, what=what + " (v)", numbers=uniq)
+        u = crop_resize(u, view, cfg.data.size)[inverse]  # [T, S, S] uint8
+        v = crop_resize(v, view, cfg.data.size)[inverse]
+        return flow_to_tensor(u, v, view.flip, self.channels(cfg))
