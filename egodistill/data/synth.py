@@ -140,7 +140,7 @@ class SynthConfig:
     class_imbalance: float = 0.6  # class frequency ~ (id + 1) ** -class_imbalance (long tail)
     label_noise: float = 0.0  # fraction of TRAINING segments whose verb label is another verb
     # --- RGB difficulty
-    object_size: float = 0.30  # of the short side
+    object_size: float = 0.34  # of the short side
     motion_amplitude: float = 0.30  # object displacement over a segment, of the short side
     camera_drift: float = 0.06  # slow ego-motion amplitude, of the short side
     camera_shake: float = 0.012  # per-frame jitter (std), of the short side
@@ -151,11 +151,11 @@ class SynthConfig:
     light_flicker: float = 0.06  # per-frame brightness flicker amplitude
     jpeg_quality: int = 80
     clutter: int = 10  # background blobs per kitchen
-    distractors: int = 3  # static distractor objects on the counter (real nouns)
+    distractors: int = 2  # static distractor objects on the counter (real nouns)
     # --- audio difficulty
-    audio_noise: float = 0.03  # background noise rms
+    audio_noise: float = 0.06  # background noise rms
     audio_event_gain: float = 0.25  # peak amplitude of an action's sound (x U(0.6, 1))
-    audio_distractor_rate: float = 0.3  # unrelated kitchen sounds per second
+    audio_distractor_rate: float = 0.6  # other activity's sounds per second (action-like + beeps)
     pitch_jitter: float = 0.05  # relative carrier jitter per segment
     # --- detection noise (layout)
     box_jitter: float = 0.04  # std of box edge noise, of the box size
@@ -742,11 +742,18 @@ def _render_audio(cfg: SynthConfig, plan: VideoPlan, seg_params: list[dict[str, 
     # Kitchen ambience: mains hum with harmonics + broadband noise.
     x = sum(0.02 / k * np.sin(2 * np.pi * kitchen.hum_hz * k * t) for k in (1, 2, 3))
     x = x + cfg.audio_noise * rng.normal(size=n)
-    # Unrelated kitchen sounds (a beep, a clatter elsewhere) at random times and pitches.
-    for _ in range(rng.poisson(cfg.audio_distractor_rate * n / sr)):
-        x += cfg.audio_event_gain * rng.uniform(0.2, 0.6) * _ping(n, sr, rng.uniform(0, n / sr),
-                                                                    rng.uniform(200, 0.4 * sr), 0.05)
     freqs = verb_frequencies(cfg)
+    # Other activity in the kitchen: action-like sounds (any verb's) that belong to no segment,
+    # quieter than the wearer's own, at random times; plus beeps at random pitches.
+    for _ in range(rng.poisson(cfg.audio_distractor_rate * n / sr)):
+        kind = int(rng.integers(cfg.num_verbs))
+        length = min(n, int(rng.uniform(0.3, 0.8) * sr))
+        at = int(rng.integers(0, n - length + 1))
+        p = {"cycles": float(rng.uniform(2.5, 3.5))}
+        ev = _event_sound(VERB_POOL[kind].key, length, sr, freqs[kind] * rng.uniform(0.95, 1.05),
+                          MATERIALS[int(rng.integers(len(MATERIALS)))][3], p, rng)
+        x[at:at + length] += cfg.audio_event_gain * rng.uniform(0.3, 0.8) * ev
+        x += cfg.audio_event_gain * rng.uniform(0.1, 0.4) * _ping(n, sr, rng.uniform(0, n / sr), rng.uniform(200, 0.4 * sr), 0.05)
     for seg, p in zip(plan.segments, seg_params):
         a = int(round((seg.start_frame - 1) / cfg.fps * sr))
         b = min(n, int(round(seg.stop_frame / cfg.fps * sr)))

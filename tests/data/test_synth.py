@@ -212,12 +212,18 @@ def test_the_verb_is_the_motion(rendered):
         assert ratio < 0.8
     for _, ratio, _ in moves.get("pull", []):
         assert ratio > 1.25
-    for verb in ("wipe", "cut", "stir"):  # the hand works over a still object
+    for _, ratio, _ in moves.get("open", []):  # the halves move apart: the box grows
+        assert ratio > 1.2
+    for _, ratio, _ in moves.get("close", []):
+        assert ratio < 0.8
+    # Hand path relative to the object: long when the hand works over a still object, short when
+    # it holds the object (the box centre still shifts a little as the object turns or splits).
+    for verb in ("wipe", "cut", "stir"):
         for _, _, path in moves.get(verb, []):
-            assert path > 0.2
-    for verb in ("lift", "put-down", "push", "pull", "rotate"):  # the hand holds the object
+            assert path > 0.4
+    for verb in ("lift", "put-down", "push", "pull", "rotate", "shake", "open", "close"):
         for _, _, path in moves.get(verb, []):
-            assert path < 0.1
+            assert path < 0.3
     assert len(moves) >= 8  # most verbs drawn in this small sample
 
 
@@ -236,7 +242,8 @@ def test_each_verb_has_its_own_spectral_peak(rendered):
             spectrum[f < 200] = 0  # mains hum
             peak = f[np.argmax(spectrum)]
             hits.append(int(np.argmin(np.abs(np.log(freqs) - np.log(peak)))) == s.verb)
-    assert np.mean(hits) >= 0.85, f"spectral peak gives the verb for only {np.mean(hits):.0%} of segments"
+    # Other activity's sounds (audio_distractor_rate) sometimes mask the wearer's own.
+    assert np.mean(hits) >= 0.7, f"spectral peak gives the verb for only {np.mean(hits):.0%} of segments"
 
 
 def test_the_noun_is_the_appearance(rendered):
@@ -245,6 +252,8 @@ def test_the_noun_is_the_appearance(rendered):
     seen = {}
     for v, (frames, dets, _) in zip(videos, out):
         for s in v.segments:
+            if VERB_POOL[s.verb].key not in ("lift", "put-down", "push", "pull", "rotate", "shake"):
+                continue  # open/close split the object at its centre; wipe/cut/stir cover it
             mid = (s.start_frame + s.stop_frame) // 2 - 1
             x1, y1, x2, y2 = dets["_truth"]["object"][mid]
             cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
