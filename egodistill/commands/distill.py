@@ -1,0 +1,205 @@
+"""`egodistill distill CONFIG [key=value ...]`: distil an ensemble of trained teachers into a student.
+
+The teachers are run folders (`distill.teachers`), each rebuilt from its own resolved config and
+best weights, frozen. The `model` section is the student. The loop is the trainer of `train`;
+only the objective differs (METHOD.md §3 against the ensemble, §4).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from egodistill.config import Config, load_config, resolve_path
+
+ORDER = 40
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "distill",
+        help="distil trained teachers (any modalities) into a student (RGB by default)",
+        description=(
+            "Distil the weighted ensemble of trained unimodal teachers (distill.teachers: their run "
+            "folders) into the student described by the config's model section. Weighting: "
+            "distill.weighting=uniform|per-sample|dataset. distill.cache.views=K precomputes K views "
+            "per sample with the ensemble's logits so that training never runs a teacher."
+        ),
+    )
+    p.add_argument("config", help="YAML config, e.g. configs/epic100/distill.yaml")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. distill.cache.views=8")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last/ state")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    summary = run_distill(cfg, resume=args.resume, progress=not args.no_progress)
+    print(f"distilled into {cfg.run_dir}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                        for k, v in summary.items() if isinstance(v, (int, float, str))))
+    return 0
+
+
+def check_teacher_data(cfg: Config, teachers) -> None:
+    """Raise when a teacher was trained on other annotations or on views the student's config
+    cannot give it (frames, sampler, stride, size)."""
+    for t in teachers:
+        td = t.cfg.data
+        for key in ("reader", "num_frames", "sampler", "stride", "size"):
+            if getattr(td, key) != getattr(cfg.data, key):
+                raise ValueError(
+                    f"teacher {t.run_dir} was trained with data.{key}={getattr(td, key)!r} but this distillation uses "
+                    f"data.{key}={getattr(cfg.data, key)!r}; the teachers must see the views they were trained on "
+                    f"(a student with fewer frames sets model.frame_step instead)")
+        if t.modality not in cfg.data.stores:
+            raise ValueError(f"teacher {t.run_dir} reads '{t.modality}' but data.stores has no '{t.modality}' store")
+
+
+def cache_fingerprint(cfg: Config, teachers, weights: dict[str, Any] | None, sample_ids: list[str]) -> dict[str, Any]:
+    """Return what a teacher cache depends on: teachers and their weights' hashes, the weighting
+    and its weights, the data files (hashes/sizes), the view settings, K and the seed."""
+    import hashlib
+
+    from egodistill.config import config_to_dict
+    from egodistill.distill.cache import file_digest
+
+    modalities = sorted({t.modality for t in teachers})
+    data = config_to_dict(cfg.data)
+    return {
+        "teachers": [
+            {"run_dir": str(Path(t.run_dir).resolve()), "modality": t.modality,
+             "weights": file_digest(Path(t.run_dir) / "model.safetensors")}
+            for t in teachers
+        ],
+        "weighting": cfg.distill.weighting,
+        "tau": cfg.distill.tau,
+        "dataset_weights": weights,
+        "annotations": {k: file_digest(resolve_path(cfg, v)) for k, v in sorted(cfg.data.files.items())},
+        "stores": {m: file_digest(resolve_path(cfg, cfg.data.stores[m])) for m in modalities},
+        "views_config": {k: v for k, v in data.items() if k not in ("root", "files", "stores", "test_clips", "test_crops")},
+        "samples": hashlib.sha256("\n".join(sample_ids).encode()).hexdigest(),
+        "num_samples": len(sample_ids),
+        "views": cfg.distill.cache.views,
+        "seed": cfg.train.seed,
+    }
+
+
+def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Distil `cfg.distill.teachers` into the student `cfg.model`; return the trainer's summary.
+
+    Writes to `cfg.run_dir`: the trainer's files, `heldout.json` (the teachers' held-out split),
+    `dataset_weights.json` (weighting `dataset`) and, with `distill.cache.views > 0`, the
+    teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set).
+    """
+    import torch
+
+    from egodistill.data.annotations import build_reader
+    from egodistill.data.dataset import MultimodalDataset
+    from egodistill.data.modalities import get_modality
+    from egodistill.distill.cache import TeacherCache
+    from egodistill.distill.data import CachedViewsDataset, IndependentViewsDataset, build_cache
+    from egodistill.distill.ensemble import EnsembleTeacher
+    from egodistill.distill.loss import active_heads
+    from egodistill.distill.objective import DistillObjective
+    from egodistill.distill.teachers import (
+        DATASET_WEIGHTS_FILE,
+        check_heads,
+        compute_dataset_weights,
+        load_teachers,
+        read_dataset_weights,
+        shared_heldout_ids,
+        split_by_ids,
+        write_json,
+    )
+    from egodistill.engine.trainer import fit
+    from egodistill.models.build import build_model
+
+    dcfg = cfg.distill
+    teachers = load_teachers(dcfg.teachers)
+    reader = build_reader(cfg)
+    info = reader.info()
+    student_heads = dict(cfg.model.heads) or info.num_classes
+    heads = active_heads(student_heads, cfg.train.head_weights)
+    check_heads(teachers, {h: student_heads[h] for h in heads})
+    check_teacher_data(cfg, teachers)
+    student_modality = cfg.model.modality
+    teacher_modalities = list(dict.fromkeys(t.modality for t in teachers))
+    modalities = list(dict.fromkeys([student_modality, *teacher_modalities]))
+    print(f"distill: {len(teachers)} teachers ({', '.join(f'{t.modality}: {t.run_dir}' for t in teachers)}) "
+          f"-> {student_modality} student {cfg.model.preset}; heads {', '.join(f'{h} ({student_heads[h]})' for h in heads)}")
+
+    samples = reader.samples(cfg.data.train_split)
+    train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers))
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "heldout.json", {"ids": [s.id for s in heldout_samples], "source": str(teachers[0].run_dir)})
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for t in teachers:
+        t.teacher.to(device)
+
+    # Dataset-level weights: once, on samples none of the teachers trained on.
+    weights = None
+    weights_record = None
+    if dcfg.weighting == "dataset":
+        path = run_dir / DATASET_WEIGHTS_FILE
+        if resume and path.is_file():
+            weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers])
+        else:
+            if not heldout_samples:
+                raise ValueError("distill.weighting=dataset needs held-out samples, but the teachers' heldout.json is empty")
+            held = MultimodalDataset(cfg, heldout_samples, teacher_modalities, train=False)
+            loader = _loader(held, cfg, cfg.train.eval_batch_size)
+            weights_record = compute_dataset_weights(teachers, loader, heads, dcfg.tau, device, progress)
+            write_json(path, weights_record)
+            weights = {h: torch.tensor(w) for h, w in weights_record["weights"].items()}
+        for h in heads:
+            print(f"dataset weights [{h}]: " + ", ".join(f"{t.modality} {float(w):.3f}" for t, w in zip(teachers, weights[h])))
+
+    ensemble = EnsembleTeacher([t.teacher for t in teachers], dcfg.weighting, dcfg.tau, weights=weights, heads=heads,
+                               names=[str(t.run_dir) for t in teachers])
+
+    cache_info: dict[str, Any] = {}
+    if dcfg.cache.views > 0:
+        cache_path = Path(dcfg.cache.path) if dcfg.cache.path else run_dir / "teacher_cache.h5"
+        fp = cache_fingerprint(cfg, teachers, {h: [float(x) for x in w] for h, w in weights.items()} if weights else None,
+                               [s.id for s in train_samples])
+        cache = TeacherCache(cache_path) if cache_path.is_file() else None
+        if cache is not None and cache.matches(fp):
+            print(f"teacher cache: reusing {cache_path} ({len(cache)} samples x {cache.views} views)")
+            cache_info["cache_reused"] = True
+        else:
+            if cache is not None:
+                print(f"teacher cache: {cache_path} was made from other teachers, weights or data; rebuilding")
+            base = MultimodalDataset(cfg, train_samples, teacher_modalities, train=True)
+            cache = build_cache(cache_path, base, ensemble, dcfg.cache.views, fp, {h: student_heads[h] for h in heads},
+                                seed=cfg.train.seed, batch_size=cfg.train.eval_batch_size, workers=cfg.train.workers,
+                                device=device, progress=progress)
+            cache_info["cache_reused"] = False
+        train_set = CachedViewsDataset(cfg, train_samples, student_modality, cache)
+        # The teachers never run again: free them.
+        objective = DistillObjective(None, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
+                                     alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
+        del ensemble, teachers
+    else:
+        if dcfg.consistent:
+            train_set = MultimodalDataset(cfg, train_samples, modalities, train=True)
+        else:
+            train_set = IndependentViewsDataset(cfg, train_samples, teacher_modalities, student_modality, train=True)
+        objective = DistillObjective(ensemble, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
+                                     alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
+
+    heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
+    model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
+    summary = fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume)
+    summary = dict(summary or {})
+    summary.update(cache_info)
+    return summary
+
+
+def _loader(dataset, cfg: Config, batch_size: int):
+    from egodistill.data.dataset import build_loader
+
+    return build_loader(dataset, cfg, train=False, batch_size=batch_size, shuffle=False)

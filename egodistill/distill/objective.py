@@ -1,0 +1,63 @@
+"""The distillation objective the trainer optimises: METHOD.md §3 against the ensemble teacher.
+
+The teacher's logits come from the batch when the teacher-logit cache replays them
+(`batch["teacher_logits"]`), otherwise from running the frozen ensemble on the batch (on the
+teachers' own view under `"teacher:<m>"` keys when views are independent).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from egodistill.distill.data import teacher_batch
+from egodistill.distill.ensemble import EnsembleTeacher
+from egodistill.distill.loss import distill_loss
+from egodistill.engine.trainer import Objective
+
+
+class DistillObjective(Objective):
+    """L = a_kd * L_kd(student, ensemble teacher) + a_gt * L_gt(student, labels).
+
+    `ensemble` may be None when every batch carries cached teacher logits.
+    """
+
+    def __init__(
+        self,
+        ensemble: EnsembleTeacher | None,
+        *,
+        temperature: float = 1.0,
+        alpha_kd: float = 1.0,
+        alpha_gt: float = 0.0,
+        head_weights: dict[str, float] | None = None,
+    ):
+        super().__init__()
+        self.ensemble = ensemble
+        self.temperature = temperature
+        self.alpha_kd = alpha_kd
+        self.alpha_gt = alpha_gt
+        self.head_weights = dict(head_weights or {})
+
+    def teacher_logits(self, batch: dict) -> dict[str, Tensor]:
+        """Return the ensemble teacher's logits {head: [B*V, C]} for `batch` (float32, no grad)."""
+        if "teacher_logits" in batch:
+            return {h: t.float() for h, t in batch["teacher_logits"].items()}
+        if self.ensemble is None:
+            raise KeyError("distill objective: the batch has no cached 'teacher_logits' and no ensemble teacher was given")
+        with torch.no_grad():
+            return self.ensemble(teacher_batch(batch))
+
+    def forward(self, logits: dict[str, Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        """Return (loss, {"kd": ..., "gt": ...}) for student `logits` {head: [B*V, C]}."""
+        teacher = self.teacher_logits(batch)
+        student = {h: z for h, z in logits.items() if h in teacher}
+        rows = next(iter(student.values())).shape[0]
+        labels = batch.get("labels")
+        if labels is not None:
+            b = next(iter(labels.values())).shape[0] if labels else rows
+            if rows != b:  # views folded into the rows: one label per view
+                labels = {h: y.repeat_interleave(rows // b) for h, y in labels.items()}
+        return distill_loss(
+            student, teacher, labels,
+            temperature=self.temperature, alpha_kd=self.alpha_kd, alpha_gt=self.alpha_gt,
+            head_weights=self.head_weights,
+        )
