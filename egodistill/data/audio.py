@@ -99,8 +99,9 @@ def log_mel_segments(
     """Return `log_mel(wave[s : s + length])` for every start s, keeping only frames `columns`.
 
     `wave` `[M]` float32 must hold every segment (`0 <= s` and `s + length <= M`); `starts` `[N]`
-    ints; `columns` the STFT frame indices to keep (default all `1 + length // hop`). Returns
-    `[N, n_mels, len(columns)]`, equal to the plain definition up to float rounding.
+    ints; `columns` the STFT frame indices to keep, `[J]` for every segment or `[N, J]` per
+    segment, repeats allowed (default all `1 + length // hop`). Returns `[N, n_mels, J]` (a
+    transposed view), equal to the plain definition up to float rounding.
     """
     n_fft, hop, win = cfg.n_fft, cfg.hop_length, cfg.win_length
     if length <= n_fft // 2:
@@ -108,32 +109,31 @@ def log_mel_segments(
     starts = np.asarray(starts, dtype=np.int64)
     if starts.min() < 0 or starts.max() + length > wave.shape[0]:
         raise ValueError(f"segments [{starts.min()}, {starts.max() + length}) do not fit in a waveform of {wave.shape[0]} samples")
-    n_cols = num_stft_frames(length, hop)
-    cols = np.arange(n_cols) if columns is None else np.asarray(columns, dtype=np.int64)
+    n_seg = len(starts)
+    cols = np.arange(num_stft_frames(length, hop)) if columns is None else np.asarray(columns, dtype=np.int64)
+    cols = np.broadcast_to(cols, (n_seg, cols.shape[-1]))  # [N, J]
     window = torch.hann_window(win, dtype=torch.float32)
     left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
-    # First sample under the window of frame j, relative to its segment.
-    first = cols * hop - n_fft // 2 + left  # [J]
+    first = cols * hop - n_fft // 2 + left  # [N, J] first sample under frame's window, in its segment
     interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding
     fb = _filterbank(cfg, sample_rate)
-    out = torch.empty(len(starts), cfg.n_mels, len(cols), dtype=torch.float32)
+    out = torch.empty(n_seg, cols.shape[1], cfg.n_mels, dtype=torch.float32)  # [N, J, n_mels]
 
     if interior.any():
-        pos = starts[:, None] + first[None, interior]  # [N, Ji] absolute sample positions
+        # Segments whose frames fall on the same samples share them: compute each position once.
+        pos = (starts[:, None] + first)[interior]
         uniq, inverse = np.unique(pos, return_inverse=True)
         idx = torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])  # [U, win]
         spec = torch.fft.rfft(wave[idx] * window, n=n_fft)  # window position inside n_fft only changes phase
-        mel = (spec.real**2 + spec.imag**2) @ fb  # [U, n_mels]
-        shared = mel[torch.from_numpy(inverse.reshape(pos.shape))]  # [N, Ji, n_mels]
-        out[:, :, torch.from_numpy(np.flatnonzero(interior))] = shared.transpose(1, 2)
-    edge = np.flatnonzero(~interior)
-    if len(edge):
-        padded_window = torch.nn.functional.pad(window, (left, n_fft - win - left))
-        frames = []
-        for s in starts:  # edge frames differ per segment (each reflects at its own ends)
-            seg = wave[s : s + length].view(1, 1, -1)
-            seg = torch.nn.functional.pad(seg, (n_fft // 2, n_fft // 2), mode="reflect").view(-1)
-            frames.append(torch.stack([seg[c * hop : c * hop + n_fft] for c in cols[edge]]))
-        spec = torch.fft.rfft(torch.stack(frames) * padded_window, n=n_fft)  # [N, Je, n_freqs]
-        out[:, :, torch.from_numpy(edge)] = ((spec.real**2 + spec.imag**2) @ fb).transpose(1, 2)
-    return to_db(out)
+        db = to_db((spec.real**2 + spec.imag**2) @ fb)  # [U, n_mels]
+        out[torch.from_numpy(interior)] = db[torch.from_numpy(inverse.reshape(-1))]
+    if not interior.all():
+        # Frames that reach past a segment's ends read its reflection (torch.stft's reflect
+        # padding); index the reflected samples directly.
+        seg_i, col_i = np.nonzero(~interior)
+        p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
+        p = np.where(p < 0, -p, p)
+        p = np.where(p >= length, 2 * (length - 1) - p, p)
+        spec = torch.fft.rfft(wave[torch.from_numpy(starts[seg_i, None] + p)] * window, n=n_fft)  # [E, n_freqs]
+        out[torch.from_numpy(seg_i), torch.from_numpy(col_i)] = to_db((spec.real**2 + spec.imag**2) @ fb)
+    return out.transpose(1, 2)

@@ -65,6 +65,10 @@ class Modality:
 
     def collate(self, items: list[Any]) -> Any:
         """Return per-view items stacked along a new first dimension."""
+        if len(items) == 1:  # one training view: a view of the tensor, no copy
+            if isinstance(items[0], dict):
+                return {k: t.unsqueeze(0) for k, t in items[0].items()}
+            return items[0].unsqueeze(0)
         if isinstance(items[0], dict):
             return {k: torch.stack([it[k] for it in items]) for k in items[0]}
         return torch.stack(items)

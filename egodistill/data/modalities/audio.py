@@ -51,9 +51,7 @@ def spectrogram_video(
         r = rng.uniform(1.0 - acfg.time_stretch, 1.0 + acfg.time_stretch, size=(t, 1))
         c = (n_cols - 1) / 2
         cols = np.clip(np.rint(c + (cols - c) / r), 0, n_cols - 1).astype(np.int64)
-    needed, inverse = np.unique(cols, return_inverse=True)
-    spec = log_mel_segments(wave, starts, length, sample_rate, acfg, columns=needed)  # [T, n_mels, U]
-    spec = torch.gather(spec, 2, torch.from_numpy(inverse.reshape(t, 1, size)).expand(t, acfg.n_mels, size))
+    spec = log_mel_segments(wave, starts, length, sample_rate, acfg, columns=cols)  # [T, n_mels, S]
     x = F.interpolate(spec.unsqueeze(1), size=(size, size), mode="nearest")  # [T, 1, S, S], rows n_mels -> S
     x = (x - acfg.mean) / acfg.std
     if rng is not None:
