@@ -177,8 +177,10 @@ class MultimodalDataset(Dataset):
             store = self.store(name)
             try:
                 per_view = [mod.load(store, sample, v, self.cfg, self.train, segment=seg) for v in views]
-            except KeyError as e:
+            except (KeyError, IndexError) as e:  # a video or frame the store does not have
                 raise KeyError(f"{name} store {self.paths[name]}: sample {sample.id} (video {sample.video_id}): {e}") from e
+            except ValueError as e:  # e.g. an undecodable frame
+                raise ValueError(f"{name} store {self.paths[name]}: sample {sample.id} (video {sample.video_id}): {e}") from e
             item[name] = mod.collate(per_view)
         item["labels"] = dict(sample.labels)
         item["id"] = sample.id

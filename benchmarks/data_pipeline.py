@@ -1,0 +1,195 @@
+"""Data pipeline throughput: training clips per second against the JPEG-decoding limit.
+
+    python benchmarks/data_pipeline.py            # ~1 minute; prints Markdown tables
+
+Builds temporary rgb/flow/audio stores of 456x256 JPEG frames (EPIC-100's frame size; textured
+frames with sensor noise, JPEG quality 90), flow u/v grey JPEGs at half the frame rate and 24 kHz
+audio, then times 16-frame 224x224 training views on one core (torch and OpenCV limited to one
+thread, items built in this process as one DataLoader worker builds them):
+
+* decoder: ms per frame of cv2.imdecode vs torchvision.io.decode_jpeg (RGB and grey);
+* decode-only: decoding exactly the JPEGs each clip reads (its distinct frames), nothing else:
+  the limit of any pipeline that decodes JPEGs;
+* pipeline: `MultimodalDataset[i]` (read from HDF5, decode, crop/resize, jitter, normalise,
+  audio log-mel), for rgb and for rgb+flow+audio; ratio = pipeline / decode-only.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from egodistill.config import Config, DataConfig, TrainConfig
+from egodistill.data.dataset import MultimodalDataset
+from egodistill.data.modalities.flow import flow_numbers
+from egodistill.data.records import Sample
+
+H, W, FPS, SR, FLOW_STRIDE = 256, 456, 60.0, 24000, 2
+
+
+def _frames(rng: np.random.Generator, n: int) -> list[np.ndarray]:
+    """Return n 456x256 frames: a smooth scene drifting sideways, with sensor noise."""
+    scene = cv2.resize(rng.integers(0, 256, (40, 90, 3), dtype=np.uint8), (W + 4 * n, H), interpolation=cv2.INTER_CUBIC)
+    out = []
+    for i in range(n):
+        f = scene[:, 4 * i : 4 * i + W].astype(np.int16) + rng.integers(-6, 7, (H, W, 3), dtype=np.int16)
+        out.append(np.clip(f, 0, 255).astype(np.uint8))
+    return out
+
+
+def _jpeg(img: np.ndarray, quality: int = 90) -> bytes:
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    assert ok
+    return buf.tobytes()
+
+
+def build_stores(root: Path, videos: int, frames: int, seed: int = 0) -> list[Sample]:
+    """Write rgb.h5, flow.h5 and audio.h5 under `root`; return one sample per video."""
+    rng = np.random.default_rng(seed)
+    rgb, flow, audio = {}, {}, {}
+    for v in range(videos):
+        vid = f"P01_{v + 1:02d}"
+        imgs = _frames(rng, frames)
+        rgb[vid] = [_jpeg(f) for f in imgs]
+        grey = [cv2.cvtColor(f, cv2.COLOR_BGR2GRAY) for f in imgs[::FLOW_STRIDE]]
+        # Flow-like planes: centred at 128 with smooth structure.
+        flow[vid] = ([_jpeg(cv2.GaussianBlur(g, (9, 9), 3) // 4 + 96) for g in grey],
+                     [_jpeg(cv2.GaussianBlur(255 - g, (9, 9), 3) // 4 + 96) for g in grey])
+        audio[vid] = (0.1 * rng.standard_normal(int(frames / FPS * SR))).astype(np.float32)
+    _write(root, rgb, flow, audio)
+    return [Sample(f"{vid}_0", vid, 1, frames, {"verb": 0, "noun": 0}) for vid in rgb]
+
+
+def _write(root: Path, rgb, flow, audio) -> None:
+    from egodistill.data.stores import AudioStoreWriter, FlowStoreWriter, RGBStoreWriter
+
+    with RGBStoreWriter(root / "rgb.h5") as w:
+        for vid, blobs in rgb.items():
+            w.add_video(vid, blobs, fps=FPS, first_frame=1, height=H, width=W)
+    with FlowStoreWriter(root / "flow.h5") as w:
+        for vid, (us, vs) in flow.items():
+            w.add_video(vid, us, vs, fps=FPS / FLOW_STRIDE, first_frame=1, stride=FLOW_STRIDE, bound=20.0)
+    with AudioStoreWriter(root / "audio.h5") as w:
+        for vid, wave in audio.items():
+            w.add_video(vid, wave, sample_rate=SR)
+
+
+def _config(root: Path) -> Config:
+    data = DataConfig(root=str(root), stores={"rgb": "rgb.h5", "flow": "flow.h5", "audio": "audio.h5"},
+                      num_frames=16, stride=2, size=224, color_jitter=0.0)
+    return Config(data=data, train=TrainConfig(seed=0, workers=0))
+
+
+def _rate(fn, n: int) -> float:
+    fn(0)  # warm up (opens files, builds the filterbank)
+    t = time.perf_counter()
+    for i in range(n):
+        fn(i)
+    return n / (time.perf_counter() - t)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores visible, 1 thread used; Python {sys.version.split()[0]}, "
+            f"torch {torch.__version__}, OpenCV {cv2.__version__}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clips", type=int, default=60, help="clips timed per row")
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--frames", type=int, default=240, help="frames per video (4 s at 60 fps)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    from torchvision.io import decode_jpeg
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        samples = build_stores(root, args.videos, args.frames)
+        cfg = _config(root)
+        n = len(samples)
+
+        # Decoders on the stored bytes.
+        rgb_ds = MultimodalDataset(cfg, samples, ["rgb"], train=True)
+        rgb_store = rgb_ds.store("rgb")
+        blobs = rgb_store.read_frames(samples[0].video_id, list(range(1, 33)))
+        grey_blobs = MultimodalDataset(cfg, samples, ["flow"], train=True).store("flow").read_frames(
+            samples[0].video_id, list(range(1, 33)))[0]
+
+        def per_frame(f, items) -> float:
+            f(items[0])
+            t = time.perf_counter()
+            for _ in range(3):
+                for b in items:
+                    f(b)
+            return (time.perf_counter() - t) / (3 * len(items)) * 1e3
+
+        tv = lambda b: decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8))  # noqa: E731
+        dec = {
+            ("RGB", "cv2.imdecode"): per_frame(lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR_RGB), blobs),
+            ("RGB", "torchvision decode_jpeg"): per_frame(tv, blobs),
+            ("grey (flow)", "cv2.imdecode"): per_frame(lambda b: cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE), grey_blobs),
+            ("grey (flow)", "torchvision decode_jpeg"): per_frame(tv, grey_blobs),
+        }
+
+        full_ds = MultimodalDataset(cfg, samples, ["rgb", "flow", "audio"], train=True)
+        # The exact JPEGs each timed clip reads, held in memory for the decode-only rows.
+        views = [rgb_ds.draw_view(i % n, rgb_ds.rng(i % n)) for i in range(args.clips)]
+        flow_store = full_ds.store("flow")
+        rgb_bytes, flow_bytes = [], []
+        for i, view in enumerate(views):
+            seg = rgb_ds.segment(i % n)
+            nums = np.unique(seg.frame_numbers(view))
+            rgb_bytes.append(rgb_store.read_frames(seg.video_id, [int(x) for x in nums]))
+            fnums = np.unique(flow_numbers(seg.frame_numbers(view), seg.first_frame, flow_store.first_frame(seg.video_id),
+                                          flow_store.stride(seg.video_id), flow_store.num_frames(seg.video_id)))
+            u, v = flow_store.read_frames(seg.video_id, [int(x) for x in fnums])
+            flow_bytes.append(u + v)
+
+        def decode_rgb(i):
+            for b in rgb_bytes[i % len(rgb_bytes)]:
+                cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR_RGB)
+
+        def decode_all(i):
+            decode_rgb(i)
+            for b in flow_bytes[i % len(flow_bytes)]:
+                cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+        def item(ds):
+            return lambda i: ds.load(i % n, [views[i % len(views)]])
+
+        rows = []
+        for name, ds, limit in (("rgb", rgb_ds, decode_rgb), ("rgb+flow+audio", full_ds, decode_all)):
+            lim = _rate(limit, args.clips)
+            got = _rate(item(ds), args.clips)
+            rows.append((name, got, lim))
+
+    print(f"Machine: {machine()}\n")
+    print("Decoding one 456x256 JPEG (ms, one thread)\n")
+    print("| frames | decoder | ms / frame |\n|---|---|---|")
+    for (kind, name), ms in dec.items():
+        print(f"| {kind} | {name} | {ms:.3f} |")
+    print("\n16-frame 224x224 training views, one worker (one thread)\n")
+    print("| modalities | pipeline clips/s | decode-only clips/s (limit) | pipeline / limit |\n|---|---|---|---|")
+    for name, got, lim in rows:
+        print(f"| {name} | {got:.1f} | {lim:.1f} | {100 * got / lim:.0f}% |")
+
+
+if __name__ == "__main__":
+    main()
