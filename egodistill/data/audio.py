@@ -88,20 +88,20 @@ def num_stft_frames(length: int, hop: int) -> int:
     return 1 + length // hop
 
 
-def log_mel_segments(
+def log_mel_frames(
     wave: torch.Tensor,
     starts: np.ndarray,
     length: int,
     sample_rate: int,
     cfg: AudioConfig,
     columns: np.ndarray | None = None,
-) -> torch.Tensor:
-    """Return `log_mel(wave[s : s + length])` for every start s, keeping only frames `columns`.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return the distinct log-mel frames of segments `wave[s : s + length]` and where each goes.
 
-    `wave` `[M]` float32 must hold every segment (`0 <= s` and `s + length <= M`); `starts` `[N]`
-    ints; `columns` the STFT frame indices to keep, `[J]` for every segment or `[N, J]` per
-    segment, repeats allowed (default all `1 + length // hop`). Returns `[N, n_mels, J]` (a
-    transposed view), equal to the plain definition up to float rounding.
+    Returns `(db, index)`: `db` `[U, n_mels]` (dB) and `index` `[N, J]` int64 such that
+    `db[index[i, j]]` is frame `columns[i, j]` of segment i's log-mel spectrogram. `wave` `[M]`
+    float32 must hold every segment; `starts` `[N]`; `columns` `[J]` or `[N, J]`, repeats
+    allowed (default all `1 + length // hop` frames).
     """
     n_fft, hop, win = cfg.n_fft, cfg.hop_length, cfg.win_length
     if length <= n_fft // 2:
@@ -114,26 +114,41 @@ def log_mel_segments(
     cols = np.broadcast_to(cols, (n_seg, cols.shape[-1]))  # [N, J]
     window = torch.hann_window(win, dtype=torch.float32)
     left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
-    first = cols * hop - n_fft // 2 + left  # [N, J] first sample under frame's window, in its segment
+    first = cols * hop - n_fft // 2 + left  # [N, J] first sample under the frame's window, in its segment
     interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding
-    fb = _filterbank(cfg, sample_rate)
-    out = torch.empty(n_seg, cols.shape[1], cfg.n_mels, dtype=torch.float32)  # [N, J, n_mels]
+    # Interior frames are keyed by their absolute position: segments whose frames fall on the
+    # same samples share them. Frames that reach past a segment's ends read its reflection
+    # (torch.stft's reflect padding) and are computed per segment.
+    pos = starts[:, None] + first  # [N, J]
+    uniq, inverse = np.unique(pos[interior], return_inverse=True)
+    seg_i, col_i = np.nonzero(~interior)
+    p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
+    p = np.where(p < 0, -p, p)
+    p = np.where(p >= length, 2 * (length - 1) - p, p)
+    samples = np.concatenate([uniq[:, None] + np.arange(win)[None, :], starts[seg_i, None] + p])  # [U + E, win]
+    # The window's position inside the n_fft frame only changes the phase, so each frame is its
+    # windowed samples followed by zeros (padding explicitly is faster than rfft's n= here).
+    frames = torch.zeros(len(samples), n_fft, dtype=torch.float32)
+    frames[:, :win] = wave[torch.from_numpy(samples)] * window
+    spec = torch.fft.rfft(frames)  # [U + E, n_freqs]
+    db = to_db((spec.real**2 + spec.imag**2) @ _filterbank(cfg, sample_rate))  # [U + E, n_mels]
+    index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
+    index[interior] = inverse.reshape(-1)
+    index[seg_i, col_i] = len(uniq) + np.arange(len(seg_i))
+    return db, torch.from_numpy(index)
 
-    if interior.any():
-        # Segments whose frames fall on the same samples share them: compute each position once.
-        pos = (starts[:, None] + first)[interior]
-        uniq, inverse = np.unique(pos, return_inverse=True)
-        idx = torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])  # [U, win]
-        spec = torch.fft.rfft(wave[idx] * window, n=n_fft)  # window position inside n_fft only changes phase
-        db = to_db((spec.real**2 + spec.imag**2) @ fb)  # [U, n_mels]
-        out[torch.from_numpy(interior)] = db[torch.from_numpy(inverse.reshape(-1))]
-    if not interior.all():
-        # Frames that reach past a segment's ends read its reflection (torch.stft's reflect
-        # padding); index the reflected samples directly.
-        seg_i, col_i = np.nonzero(~interior)
-        p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
-        p = np.where(p < 0, -p, p)
-        p = np.where(p >= length, 2 * (length - 1) - p, p)
-        spec = torch.fft.rfft(wave[torch.from_numpy(starts[seg_i, None] + p)] * window, n=n_fft)  # [E, n_freqs]
-        out[torch.from_numpy(seg_i), torch.from_numpy(col_i)] = to_db((spec.real**2 + spec.imag**2) @ fb)
-    return out.transpose(1, 2)
+
+def log_mel_segments(
+    wave: torch.Tensor,
+    starts: np.ndarray,
+    length: int,
+    sample_rate: int,
+    cfg: AudioConfig,
+    columns: np.ndarray | None = None,
+) -> torch.Tensor:
+    """Return `log_mel(wave[s : s + length])[..., columns]` for every start s: `[N, n_mels, J]`.
+
+    Arguments as `log_mel_frames`; equal to the plain definition up to float rounding.
+    """
+    db, index = log_mel_frames(wave, starts, length, sample_rate, cfg, columns)
+    return db[index].transpose(1, 2)

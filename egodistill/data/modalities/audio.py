@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from egodistill.config import AudioConfig, Config
-from egodistill.data.audio import log_mel_segments, num_stft_frames
+from egodistill.data.audio import log_mel_frames, num_stft_frames
 from egodistill.data.modalities import Modality, Segment, store_name
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
@@ -51,9 +51,10 @@ def spectrogram_video(
         r = rng.uniform(1.0 - acfg.time_stretch, 1.0 + acfg.time_stretch, size=(t, 1))
         c = (n_cols - 1) / 2
         cols = np.clip(np.rint(c + (cols - c) / r), 0, n_cols - 1).astype(np.int64)
-    spec = log_mel_segments(wave, starts, length, sample_rate, acfg, columns=cols)  # [T, n_mels, S]
-    x = F.interpolate(spec.unsqueeze(1), size=(size, size), mode="nearest")  # [T, 1, S, S], rows n_mels -> S
-    x = (x - acfg.mean) / acfg.std
+    db, index = log_mel_frames(wave, starts, length, sample_rate, acfg, columns=cols)  # [U, n_mels], [T, S]
+    db = (db - acfg.mean) / acfg.std  # normalise the few distinct frames, not the S x S images
+    spec = db[index].transpose(1, 2).unsqueeze(1)  # [T, 1, n_mels, S], columns already resized
+    x = F.interpolate(spec, size=(size, size), mode="nearest")  # [T, 1, S, S]: mel bands -> S rows
     if rng is not None:
         rows = nearest_columns(acfg.n_mels, size)  # mel band of each output row
         for i in range(t):
