@@ -69,15 +69,15 @@ def build_stores(root: Path, videos: int, frames: int, seed: int = 0) -> list[Sa
 
 
 def _write(root: Path, rgb, flow, audio) -> None:
-    from egodistill.data.stores import AudioStoreWriter, FlowStoreWriter, RGBStoreWriter
+    from egodistill.data.stores import AudioWriter, FlowWriter, RGBWriter
 
-    with RGBStoreWriter(root / "rgb.h5") as w:
+    with RGBWriter(root / "rgb.h5") as w:
         for vid, blobs in rgb.items():
             w.add_video(vid, blobs, fps=FPS, first_frame=1, height=H, width=W)
-    with FlowStoreWriter(root / "flow.h5") as w:
+    with FlowWriter(root / "flow.h5") as w:
         for vid, (us, vs) in flow.items():
-            w.add_video(vid, us, vs, fps=FPS / FLOW_STRIDE, first_frame=1, stride=FLOW_STRIDE, bound=20.0)
-    with AudioStoreWriter(root / "audio.h5") as w:
+            w.add_video(vid, us, vs, fps=FPS, first_frame=1, stride=FLOW_STRIDE, bound=20.0)
+    with AudioWriter(root / "audio.h5") as w:
         for vid, wave in audio.items():
             w.add_video(vid, wave, sample_rate=SR)
 

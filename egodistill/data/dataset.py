@@ -70,7 +70,11 @@ class MultimodalDataset(Dataset):
         if self._pid != os.getpid():  # a forked worker opens its own readers
             self._stores, self._pid = {}, os.getpid()
         if name not in self._stores:
-            self._stores[name] = MODALITIES[name].open_store(self.paths[name])
+            store = MODALITIES[name].open_store(self.paths[name])
+            if getattr(store, "layout", "ours") == "epic" and hasattr(store, "segment_starts"):
+                # The authors' EPIC layout stores frames per segment; reads need each start frame.
+                store.segment_starts.update({s.id: s.start_frame for s in self.samples})
+            self._stores[name] = store
         return self._stores[name]
 
     def _frame_store(self) -> str | None:
@@ -102,19 +106,21 @@ class MultimodalDataset(Dataset):
                     f"{self.paths[name]}: {len(missing)} video(s) of the samples are not in the {name} store, "
                     f"e.g. video {missing[0]} (sample {ids[0]}); missing videos: {', '.join(missing[:5])}")
 
-    def _src_hw(self, frame_store: str | None, store: Any, video_id: str) -> tuple[int, int]:
-        if frame_store in ("rgb", "flow"):
-            size = getattr(store, "frame_size", None)
-            if callable(size):
-                return tuple(int(v) for v in size(video_id))
+    def _src_hw(self, frame_store: str | None, store: Any, sample: Sample, first: int) -> tuple[int, int]:
+        if frame_store not in ("rgb", "flow"):
+            return (1, 1)  # layout alone: boxes are normalised and the frame's aspect is unknown
+        try:
+            return tuple(int(v) for v in store.frame_size(sample.video_id))
+        except (AttributeError, KeyError):  # the authors' stores record no size: decode a frame
+            from egodistill.data.modalities import segment_kwargs
             from egodistill.data.modalities.rgb import decode_jpegs
 
-            first = store.first_frame(video_id)
-            blobs = store.read_frames(video_id, [first])
+            kw = segment_kwargs(store, sample)
+            number = store.first_frame(sample.video_id, **kw)
+            blobs = store.read_frames(sample.video_id, [number], **kw)
             blob = blobs[0][0] if frame_store == "flow" else blobs[0]
-            img = decode_jpegs([blob], grey=frame_store == "flow", what=f"{store}: video {video_id}", numbers=[first])[0]
+            img = decode_jpegs([blob], grey=frame_store == "flow", what=f"{store}: video {sample.video_id}", numbers=[number])[0]
             return int(img.shape[0]), int(img.shape[1])
-        return (1, 1)  # layout alone: boxes are normalised and the frame's aspect is unknown
 
     def segment(self, index: int) -> Segment:
         """Return where sample `index`'s frames are (resolving whole-video samples with the store)."""
@@ -129,8 +135,13 @@ class MultimodalDataset(Dataset):
         key = (vid, sample.start_frame, sample.stop_frame)
         if key in self._segments:
             return self._segments[key]
-        first = int(store.first_frame(vid))
-        count = int(store.num_frames(vid))
+        if getattr(store, "layout", "ours") == "epic":
+            # The authors' EPIC layout: EPIC numbers frames from 1; the store holds this segment.
+            first = 1
+            count = int(store.num_frames(vid, segment_id=sample.id))
+        else:
+            first = int(store.first_frame(vid))
+            count = int(store.num_frames(vid))
         if name == "flow":
             count *= int(store.stride(vid))  # in RGB frames
         fps_of = getattr(store, "fps", None)
@@ -141,7 +152,7 @@ class MultimodalDataset(Dataset):
             start, n = sample.start_frame, sample.num_frames
         if n < 1:
             raise ValueError(f"sample {sample.id} (video {vid}): frames {sample.start_frame}..{sample.stop_frame} are empty")
-        seg = Segment(vid, start, n, first, fps, self._src_hw(name, store, vid))
+        seg = Segment(vid, start, n, first, fps, self._src_hw(name, store, sample, first))
         self._segments[key] = seg
         return seg
 

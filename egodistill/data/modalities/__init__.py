@@ -46,6 +46,12 @@ def store_name(store: Any) -> str:
     return str(getattr(store, "path", store))
 
 
+def segment_kwargs(store: Any, sample: Sample) -> dict[str, str]:
+    """Return the keyword that frame reads of `store` need: the authors' EPIC layout keeps each
+    segment's frames apart (`/<video>/<narration_id>`), so reads name the sample; ours does not."""
+    return {"segment_id": sample.id} if getattr(store, "layout", "ours") == "epic" else {}
+
+
 class Modality:
     """A modality's loader. Subclasses set `name` and implement `channels`, `open_store`, `load`."""
 

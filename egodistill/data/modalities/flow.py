@@ -6,21 +6,25 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment, store_name
+from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
 from egodistill.data.modalities.rgb import decode_jpegs, read_unique
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize
 
 
-def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int) -> np.ndarray:
+def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int,
+                 stored_first: int | None = None) -> np.ndarray:
     """Return the flow frame numbers of RGB frames: EPIC's ceil(rgb / stride), clamped to the store.
 
     Counted from each store's first frame: the k-th RGB frame (k = 1, 2, ...) maps to the
-    ceil(k / stride)-th flow frame; with EPIC's 1-based numbering this is ceil(rgb / 2).
+    ceil(k / stride)-th flow frame; with EPIC's 1-based numbering this is ceil(rgb / 2). The
+    result is clamped to the `flow_count` stored flow frames from `stored_first` (default
+    `flow_first`; the authors' EPIC layout stores only a segment's flow frames).
     """
     k = np.asarray(rgb_numbers, dtype=np.int64) - rgb_first + 1
     f = -(-k // stride) + flow_first - 1  # ceil division on integers
-    return np.clip(f, flow_first, flow_first + flow_count - 1)
+    lo = flow_first if stored_first is None else stored_first
+    return np.clip(f, lo, lo + flow_count - 1)
 
 
 def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> torch.Tensor:
@@ -58,9 +62,12 @@ class FlowModality(Modality):
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
         """Return the view's flow as float32 `[T, C, S, S]` (C = data.flow_channels)."""
         vid = segment.video_id
-        numbers = flow_numbers(segment.frame_numbers(view), segment.first_frame, store.first_frame(vid),
-                               store.stride(vid), store.num_frames(vid))
-        (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns), numbers)
+        kw = segment_kwargs(store, sample)
+        # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
+        flow_first = 1 if kw else store.first_frame(vid)
+        numbers = flow_numbers(segment.frame_numbers(view), segment.first_frame, flow_first, store.stride(vid),
+                               store.num_frames(vid, **kw), stored_first=store.first_frame(vid, **kw))
+        (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns, **kw), numbers)
         what = f"{store_name(store)}: video {vid}"
         u = decode_jpegs(us, grey=True, what=what + " (u)", numbers=uniq)
         v = decode_jpegs(vs, grey=True, what=what + " (v)", numbers=uniq)

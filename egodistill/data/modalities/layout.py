@@ -59,5 +59,5 @@ class LayoutModality(Modality):
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> dict[str, torch.Tensor]:
         """Return the view's layout: a dict of `[T, max_boxes, ...]` tensors (see `layout_view`)."""
         numbers = segment.frame_numbers(view)
-        raw = store.read(segment.video_id, [int(n) for n in numbers], segment_id=sample.id)
+        raw = store.read(segment.video_id, [int(n) for n in numbers])
         return layout_view(raw, view, cfg.data.max_boxes)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment, store_name
+from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, crop_resize, normalize_frames
 
@@ -54,7 +54,8 @@ class RGBModality(Modality):
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
         """Return the view's frames as float32 `[T, 3, S, S]`, ImageNet-normalised."""
         numbers = segment.frame_numbers(view)
-        blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns), numbers)
+        kw = segment_kwargs(store, sample)
+        blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
         frames = decode_jpegs(blobs, grey=False, what=f"{store_name(store)}: video {segment.video_id}", numbers=uniq)
         out = crop_resize(frames, view, cfg.data.size)[inverse]  # [T, S, S, 3] uint8
         if train and cfg.data.color_jitter > 0:
