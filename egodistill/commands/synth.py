@@ -91,7 +91,10 @@ def run(args: argparse.Namespace) -> int:
     from egodistill.data.synth import generate
 
     cfg = build_config(args)
-    summary = generate(args.out, cfg, workers=args.workers, progress=not args.quiet, overwrite=args.force)
+    try:
+        summary = generate(args.out, cfg, workers=args.workers, progress=not args.quiet, overwrite=args.force)
+    except FileExistsError as e:  # a user error: the CLI prints ValueErrors as one line
+        raise ValueError(str(e)) from None
     short = {k: summary[k] for k in ("videos", "frames", "segments", "train_segments", "validation_segments")}
     print(f"synth: wrote {Path(args.out).resolve()} {json.dumps(short)} in {summary['seconds']['total_s']:.1f} s")
     print(f"synth: use it with: egodistill train <config> and the data section of {Path(args.out) / 'data.yaml'}")

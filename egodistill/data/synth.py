@@ -947,14 +947,15 @@ def generate(out: Path, cfg: SynthConfig, *, workers: int = 1, progress: bool = 
     timings["render_s"] = time.perf_counter() - t0
 
     t = time.perf_counter()
-    prepare_frames(frames_dir, tmp / STORE_FILES["rgb"], workers=workers, fps=cfg.fps)
+    bars = {"workers": workers, "show_progress": progress}
+    prepare_frames(frames_dir, tmp / STORE_FILES["rgb"], fps=cfg.fps, **bars)
     timings["rgb_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    prepare_flow(tmp / STORE_FILES["rgb"], tmp / STORE_FILES["flow"], stride=cfg.flow_stride)
+    prepare_flow(tmp / STORE_FILES["rgb"], tmp / STORE_FILES["flow"], stride=cfg.flow_stride, **bars)
     timings["flow_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    prepare_audio(sorted(wav_dir.glob("*.wav")), tmp / STORE_FILES["audio"], sample_rate=cfg.sample_rate)
-    prepare_layout(det_path, tmp / STORE_FILES["layout"], format="hand_object")
+    prepare_audio(sorted(wav_dir.glob("*.wav")), tmp / STORE_FILES["audio"], sample_rate=cfg.sample_rate, **bars)
+    prepare_layout(det_path, tmp / STORE_FILES["layout"], format="hand_object", show_progress=progress)
     timings["audio_layout_s"] = time.perf_counter() - t
     shutil.rmtree(work)
 
