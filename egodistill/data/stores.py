@@ -77,7 +77,7 @@ class _Store:
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():
             try:
-                self._file = h5py.File(self.path, "r", locking=False)
+                self._file = h5py.File(self.path, "r")
             except OSError as e:
                 raise OSError(f"{self.path}: cannot open as an HDF5 {self.modality} store ({e})") from None
             self._pid = os.getpid()

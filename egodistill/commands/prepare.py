@@ -1,0 +1,182 @@
+"""`egodistill prepare {frames,flow-frames,video,audio,flow,layout}`: build the HDF5 stores.
+
+Every tool writes `<out>.tmp` and renames it to `<out>` when all videos are done (a failure
+leaves the previous `<out>` intact), skips videos already complete in `<out>` (so an
+interrupted run resumes), shows a progress bar and prints a one-line summary.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ORDER = 10
+
+
+def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
+    if workers:
+        p.add_argument("--workers", type=int, default=1, help="worker processes (default 1); the parent writes")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start from an empty store instead of resuming / adding to an existing one")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _fps_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=float, default=60.0, help="RGB frame rate stored for every video (default 60)")
+    p.add_argument("--video-info", type=Path,
+                   help="EPIC_100_video_info.csv: per-video frame rates (overrides --fps)")
+    p.add_argument("--on-gap", choices=("error", "fill"), default="error",
+                   help="missing frame numbers: fail (default) or repeat the previous frame and report it")
+    p.add_argument("--verify", action="store_true", help="decode every JPEG (default: check markers only)")
+    p.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prepare", help="build rgb/flow/audio/layout HDF5 stores from frames, videos, audio or boxes",
+        description=__doc__.split("\n\n", 1)[1].strip() + " Layouts: docs/stores.md.")
+    sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
+
+    p = sub.add_parser("frames", help="EPIC-style frame folders -> rgb.h5",
+                       description="Pack FRAMES_DIR/<video_id>/frame_0000000001.jpg ... into rgb.h5, keeping the "
+                                   "files' frame numbers and JPEG bytes.")
+    p.add_argument("frames_dir", type=Path, help="folder of <video_id>/ folders of JPEG frames")
+    p.add_argument("out", type=Path, help="output rgb.h5")
+    _fps_arg(p)
+    _common(p)
+    p.set_defaults(func=run_frames)
+
+    p = sub.add_parser("flow-frames", help="EPIC flow folders (u/<video>/, v/<video>/) -> flow.h5",
+                       description="Pack EPIC's TV-L1 flow JPEGs (FLOW_DIR/u/<video_id>/frame_*.jpg and "
+                                   "FLOW_DIR/v/<video_id>/...) into flow.h5.")
+    p.add_argument("flow_dir", type=Path, help="folder with u/ and v/ (or <video_id>/u, <video_id>/v)")
+    p.add_argument("out", type=Path, help="output flow.h5")
+    p.add_argument("--stride", type=int, default=2, help="RGB frames per flow frame (EPIC: 2)")
+    p.add_argument("--bound", type=float, default=20.0, help="flow bound the JPEGs were quantised with (EPIC: 20)")
+    _fps_arg(p)
+    _common(p)
+    p.set_defaults(func=run_flow_frames)
+
+    p = sub.add_parser("video", help="video files -> rgb.h5 (+ audio.h5)",
+                       description="Decode video files (mp4/webm/mkv/avi/...) with PyAV into JPEG frames in rgb.h5 "
+                                   "and mono audio in audio.h5. The video id is the file stem.")
+    p.add_argument("inputs", nargs="+", type=Path, help="video files or folders of them")
+    p.add_argument("--rgb", type=Path, required=True, help="output rgb.h5")
+    p.add_argument("--audio", type=Path, help="output audio.h5 (required unless --no-audio)")
+    p.add_argument("--no-audio", action="store_true", help="frames only")
+    p.add_argument("--short-side", type=int, default=256, help="resize so the short side is this (0: keep; default 256)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
+    p.add_argument("--fps", type=float, help="resample frames to this rate (default: the video's)")
+    p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate in Hz (default 24000)")
+    p.add_argument("--allow-silent", action="store_true", help="store silence for videos without audio instead of failing")
+    _common(p)
+    p.set_defaults(func=run_video)
+
+    p = sub.add_parser("audio", help="audio files (wav, ...) -> audio.h5",
+                       description="Decode audio (or video) files with PyAV into mono float32 audio.h5; "
+                                   "the video id is the file stem.")
+    p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
+    p.add_argument("out", type=Path, help="output audio.h5")
+    p.add_argument("--sample-rate", type=int, default=24000, help="sample rate in Hz (default 24000)")
+    _common(p)
+    p.set_defaults(func=run_audio)
+
+    p = sub.add_parser("flow", help="rgb.h5 -> flow.h5 with OpenCV (TV-L1 if available, else DIS)",
+                       description="Compute optical flow between RGB frames f and f+STRIDE, quantise it like EPIC "
+                                   "(clip to +-BOUND, 8 bit, 128 = still) and store u and v as grey JPEGs.")
+    p.add_argument("rgb", type=Path, help="input rgb.h5")
+    p.add_argument("out", type=Path, help="output flow.h5")
+    p.add_argument("--stride", type=int, default=2, help="RGB frames per flow frame (default 2, as EPIC)")
+    p.add_argument("--bound", type=float, default=20.0, help="flow bound in pixels (default 20, as EPIC)")
+    p.add_argument("--method", choices=("auto", "tvl1", "dis", "farneback"), default="auto",
+                   help="auto: tvl1 when cv2.optflow exists, else dis")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the u/v images (default 95)")
+    p.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
+    _common(p)
+    p.set_defaults(func=run_flow)
+
+    p = sub.add_parser("layout", help="Something-Else boxes or hand-object detections -> layout.h5",
+                       description="Convert Something-Else annotations.json or a hand-object detections JSON "
+                                   "(docs/stores.md) into per-frame padded boxes in layout.h5.")
+    p.add_argument("source", type=Path, help="annotations.json / detections JSON")
+    p.add_argument("out", type=Path, help="output layout.h5")
+    p.add_argument("--format", choices=("something_else", "hand_object"), required=True, help="input format")
+    p.add_argument("--sizes", type=Path, help="Something-Else: JSON {video_id: [width, height]} (else the largest box extent)")
+    p.add_argument("--max-boxes", type=int, default=14, help="boxes per frame (default 14)")
+    p.add_argument("--hand-threshold", type=float, default=0.0, help="hand_object: drop hands scoring below")
+    p.add_argument("--object-threshold", type=float, default=0.0, help="hand_object: drop objects scoring below")
+    p.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
+    _common(p, workers=False)
+    p.set_defaults(func=run_layout)
+
+
+def _report(summary) -> int:
+    print(summary.line())
+    for w in summary.warnings[:20]:
+        print(f"  warning: {w}", file=sys.stderr)
+    if len(summary.warnings) > 20:
+        print(f"  ... and {len(summary.warnings) - 20} more warning(s)", file=sys.stderr)
+    return 0
+
+
+def _fps(args):
+    if args.video_info is not None:
+        from egodistill.data.prepare.frames import read_video_info
+
+        return read_video_info(args.video_info)
+    return args.fps
+
+
+def run_frames(args) -> int:
+    from egodistill.data.prepare.frames import prepare_frames
+
+    return _report(prepare_frames(args.frames_dir, args.out, workers=args.workers, video_ids=args.videos,
+                                  fps=_fps(args), on_gap=args.on_gap, verify=args.verify,
+                                  resume=not args.overwrite, show_progress=not args.quiet))
+
+
+def run_flow_frames(args) -> int:
+    from egodistill.data.prepare.frames import prepare_flow_frames
+
+    return _report(prepare_flow_frames(args.flow_dir, args.out, stride=args.stride, bound=args.bound,
+                                       workers=args.workers, video_ids=args.videos, fps=_fps(args),
+                                       on_gap=args.on_gap, verify=args.verify, resume=not args.overwrite,
+                                       show_progress=not args.quiet))
+
+
+def run_video(args) -> int:
+    from egodistill.data.prepare.video import VIDEO_SUFFIXES, expand_inputs, prepare_video
+
+    if args.audio is None and not args.no_audio:
+        raise ValueError("give --audio OUT.h5 for the audio store, or --no-audio for frames only")
+    paths = expand_inputs(args.inputs, VIDEO_SUFFIXES)
+    return _report(prepare_video(paths, args.rgb, None if args.no_audio else args.audio,
+                                 short_side=args.short_side, quality=args.quality, fps=args.fps,
+                                 sample_rate=args.sample_rate, allow_silent=args.allow_silent,
+                                 workers=args.workers, resume=not args.overwrite, show_progress=not args.quiet))
+
+
+def run_audio(args) -> int:
+    from egodistill.data.prepare.video import VIDEO_SUFFIXES, expand_inputs, prepare_audio
+
+    suffixes = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus") + VIDEO_SUFFIXES
+    paths = expand_inputs(args.inputs, suffixes)
+    return _report(prepare_audio(paths, args.out, sample_rate=args.sample_rate, workers=args.workers,
+                                 resume=not args.overwrite, show_progress=not args.quiet))
+
+
+def run_flow(args) -> int:
+    from egodistill.data.prepare.flow import prepare_flow
+
+    return _report(prepare_flow(args.rgb, args.out, stride=args.stride, bound=args.bound, method=args.method,
+                                workers=args.workers, quality=args.quality, video_ids=args.videos,
+                                resume=not args.overwrite, show_progress=not args.quiet))
+
+
+def run_layout(args) -> int:
+    from egodistill.data.prepare.layout import prepare_layout
+
+    return _report(prepare_layout(args.source, args.out, format=args.format, sizes=args.sizes,
+                                  max_boxes=args.max_boxes, hand_threshold=args.hand_threshold,
+                                  object_threshold=args.object_threshold, video_ids=args.videos,
+                                  resume=not args.overwrite, show_progress=not args.quiet))
