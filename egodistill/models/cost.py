@@ -41,7 +41,9 @@ def count_flops(model: nn.Module, example_input: Input) -> int:
 
 
 def _time(step, min_seconds: float, min_iters: int) -> float:
-    """Return seconds per call of `step` after one warm-up call."""
+    """Return seconds per call of `step` after two warm-up calls (the first call of a kernel
+    with new shapes pays one-off set-up costs)."""
+    step()
     step()
     n, start = 0, time.perf_counter()
     while True:
@@ -58,7 +60,7 @@ def _loss(out: Any) -> torch.Tensor:
     return out.float().mean()
 
 
-def model_cost(model: nn.Module, example_input: Input, *, min_seconds: float = 1.0, min_iters: int = 2) -> dict[str, float]:
+def model_cost(model: nn.Module, example_input: Input, *, min_seconds: float = 1.0, min_iters: int = 3) -> dict[str, float]:
     """Return {"params", "gflops" (per view, i.e. per sample of the batch), "fwd_clips_s"
     (inference, no grad), "fwdbwd_clips_s" (training step without the optimiser)} measured on
     this machine with `example_input` (a clip batch [N, T, C, H, W] or a layout dict)."""
