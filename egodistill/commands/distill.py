@@ -110,9 +110,9 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
         load_teachers,
         read_dataset_weights,
         shared_heldout_ids,
-        split_by_ids,
-        write_json,
     )
+    from egodistill.engine.checkpoint import write_json
+    from egodistill.engine.heldout import split_by_ids, write_heldout
     from egodistill.engine.trainer import fit
     from egodistill.models.build import build_model
 
@@ -131,10 +131,12 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
           f"-> {student_modality} student {cfg.model.preset}; heads {', '.join(f'{h} ({student_heads[h]})' for h in heads)}")
 
     samples = reader.samples(cfg.data.train_split)
-    train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers))
+    train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
+                                                  source=str(Path(teachers[0].run_dir) / "heldout.json"))
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "heldout.json", {"ids": [s.id for s in heldout_samples], "source": str(teachers[0].run_dir)})
+    # The student is selected on the teachers' held-out split; recorded like a `train` run's.
+    write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     for t in teachers:

@@ -151,7 +151,7 @@ def build_cache(
 
     from egodistill.data.dataset import collate
     from egodistill.distill.cache import CacheWriter
-    from egodistill.distill.teachers import to_device
+    from egodistill.engine.inputs import to_device
 
     rows = CacheBuildDataset(base, views, seed)
     loader = DataLoader(rows, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,

@@ -35,7 +35,9 @@ class TeacherRun:
     @property
     def heads(self) -> dict[str, int]:
         """Return {head: classes} the teacher's model outputs."""
-        return dict(self.cfg.model.heads) or self.info.num_classes
+        from egodistill.engine.checkpoint import model_heads
+
+        return model_heads(self.cfg, self.info)
 
 
 def load_teachers(run_dirs: list[str]) -> list[TeacherRun]:
@@ -72,9 +74,11 @@ def check_heads(teachers: list[TeacherRun], student_heads: dict[str, int]) -> No
 def shared_heldout_ids(teachers: list[TeacherRun]) -> list[str]:
     """Return the held-out ids recorded by the first teacher (the RGB teacher in the paper's
     configs); raises when another teacher recorded a different held-out split."""
-    ids = read_heldout(teachers[0].run_dir)
+    from egodistill.engine.heldout import read_heldout_ids
+
+    ids = read_heldout_ids(teachers[0].run_dir)
     for t in teachers[1:]:
-        other = read_heldout(t.run_dir)
+        other = read_heldout_ids(t.run_dir)
         if set(other) != set(ids):
             only_first = sorted(set(ids) - set(other))[:3]
             only_other = sorted(set(other) - set(ids))[:3]
@@ -86,57 +90,25 @@ def shared_heldout_ids(teachers: list[TeacherRun]) -> list[str]:
     return ids
 
 
-def read_heldout(run_dir: Path) -> list[str]:
-    """Return the held-out sample ids stored in `run_dir/heldout.json`."""
-    path = Path(run_dir) / "heldout.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the teacher run has no held-out split record (heldout.json)")
-    with open(path) as f:
-        data = json.load(f)
-    ids = data.get("ids") if isinstance(data, dict) else data
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        raise ValueError(f"{path}: expected a list of sample ids (or {{'ids': [...]}}), got {type(ids).__name__}")
-    return ids
-
-
-def split_by_ids(samples: list[Sample], heldout_ids: list[str]) -> tuple[list[Sample], list[Sample]]:
-    """Return (train, heldout): the samples whose id is not / is in `heldout_ids`, file order kept."""
-    held = set(heldout_ids)
-    known = {s.id for s in samples}
-    missing = sorted(held - known)
-    if missing:
-        raise KeyError(f"held-out sample ids not in the training split, e.g. {missing[:3]} ({len(missing)} in all)")
-    return [s for s in samples if s.id not in held], [s for s in samples if s.id in held]
-
-
 @torch.no_grad()
 def teachers_logits_on(teachers: list[Callable[[dict], dict[str, Tensor]]], loader, heads: list[str],
                        device: torch.device | str = "cpu", progress: bool = False) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
     """Return (per teacher {head: [N, C]} view-averaged logits, labels {head: [N]}) over `loader`."""
     from tqdm import tqdm
 
+    from egodistill.engine.inputs import average_views, to_device
+
     out: list[dict[str, list[Tensor]]] = [{h: [] for h in heads} for _ in teachers]
     labels: dict[str, list[Tensor]] = {h: [] for h in heads}
     for batch in tqdm(loader, desc="teachers on held-out", disable=not progress):
         batch = to_device(batch, device)
-        b = len(batch["id"])
         for i, t in enumerate(teachers):
-            logits = t(batch)
+            logits = average_views({h: t(batch)[h] for h in heads}, len(batch["id"]))  # {head: [B, C]}
             for h in heads:
-                z = logits[h].float()
-                out[i][h].append(z.view(b, -1, z.shape[-1]).mean(1).cpu())  # [B*V, C] -> [B, C]
+                out[i][h].append(logits[h].cpu())
         for h in heads:
             labels[h].append(batch["labels"][h].cpu())
     return [{h: torch.cat(v) for h, v in o.items()} for o in out], {h: torch.cat(v) for h, v in labels.items()}
-
-
-def to_device(batch: Any, device: torch.device | str) -> Any:
-    """Return `batch` with every tensor (nested in dicts) moved to `device`."""
-    if isinstance(batch, Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    return batch
 
 
 def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str], tau: float,
@@ -159,14 +131,6 @@ def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str]
         "mean_ce": mean_ce,
         "weights": {h: w.tolist() for h, w in weights.items()},
     }
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (temp file, then rename)."""
-    tmp = Path(str(path) + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
 
 
 def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> dict[str, Tensor]:

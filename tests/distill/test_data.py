@@ -114,3 +114,17 @@ def test_cache_for_other_samples_is_refused(synth_config, tmp_path):
     cache = build_cache(tmp_path / "c.h5", base, fake_ensemble, 1, {}, {"verb": 4}, seed=0, batch_size=2, progress=False)
     with pytest.raises(ValueError, match="samples differ.*rebuild"):
         CachedViewsDataset(cfg, samples, "rgb", cache)
+
+
+def test_model_input_gives_the_student_every_step_th_teacher_frame(synth_config):
+    from egodistill.config import ModelConfig
+    from egodistill.engine.inputs import model_input
+
+    cfg = small(synth_config)
+    cfg.data.num_frames = 8
+    ds = build_dataset(cfg, "train", train=True, modalities=TEACHERS)
+    batch = collate([ds[0], ds[1]])
+    teacher = model_input(batch, ModelConfig(modality="rgb"))  # [B*V, 8, 3, S, S]
+    student = model_input(batch, ModelConfig(modality="rgb", frame_step=2))  # [B*V, 4, 3, S, S]
+    assert teacher.shape[1] == 8 and student.shape[1] == 4
+    assert torch.equal(student, teacher[:, [0, 2, 4, 6]])
