@@ -1,0 +1,61 @@
+"""Teacher runs: head checks, the shared held-out split, dataset weights on a loader."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from egodistill.distill.teachers import check_heads, compute_dataset_weights, shared_heldout_ids
+
+L3 = math.log(3.0)
+
+
+def run(tmp_path: Path, name: str, heads: dict[str, int], heldout: list[str] | None = None, teacher=None):
+    d = tmp_path / name
+    d.mkdir()
+    if heldout is not None:
+        (d / "heldout.json").write_text(json.dumps({"ids": heldout}))
+    return SimpleNamespace(run_dir=d, heads=heads, modality=name, teacher=teacher)
+
+
+def test_class_count_mismatch_names_both_counts(tmp_path):
+    t = run(tmp_path, "rgb", {"verb": 97, "noun": 300})
+    check_heads([t], {"verb": 97, "noun": 300})
+    check_heads([t], {"verb": 97})  # a teacher may have extra heads
+    with pytest.raises(ValueError, match=r"head 'noun': teacher .*rgb has 300 classes, the student has 4"):
+        check_heads([t], {"verb": 97, "noun": 4})
+    with pytest.raises(ValueError, match="has no head 'action'"):
+        check_heads([t], {"action": 174})
+
+
+def test_heldout_split_must_be_shared(tmp_path):
+    a = run(tmp_path, "rgb", {}, ["x", "y"])
+    b = run(tmp_path, "flow", {}, ["y", "x"])
+    assert shared_heldout_ids([a, b]) == ["x", "y"]
+    c = run(tmp_path, "audio", {}, ["x", "z"])
+    with pytest.raises(ValueError, match=r"different held-out splits.*only in the first: \['y'\].*\['z'\]"):
+        shared_heldout_ids([a, c])
+    d = run(tmp_path, "layout", {})
+    with pytest.raises(FileNotFoundError, match="heldout.json"):
+        shared_heldout_ids([a, d])
+
+
+def test_dataset_weights_averages_views_and_records_per_head(tmp_path):
+    # two samples, two views each; teacher 1 is right about both (p(y) = 3/4), teacher 2 unsure
+    def t1(batch):
+        return {"action": torch.tensor([[L3, 0.0], [L3, 0.0], [0.0, L3], [0.0, L3]])}
+
+    def t2(batch):
+        return {"action": torch.zeros(4, 2)}
+
+    batch = {"id": ["a", "b"], "labels": {"action": torch.tensor([0, 1])}}
+    runs = [run(tmp_path, "rgb", {}, teacher=t1), run(tmp_path, "flow", {}, teacher=t2)]
+    rec = compute_dataset_weights(runs, [batch], ["action"], tau=1.0)
+    assert rec["modalities"] == ["rgb", "flow"] and rec["samples"] == 2
+    assert rec["mean_ce"]["action"] == pytest.approx([-math.log(0.75), math.log(2)], abs=1e-6)
+    assert rec["weights"]["action"] == pytest.approx([0.6, 0.4], abs=1e-6)
+    json.dumps(rec)  # the record is plain JSON
