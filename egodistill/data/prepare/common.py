@@ -59,7 +59,7 @@ def imap_workers(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Itera
         for job in jobs:
             yield fn(job)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
         pending: set[Future] = set()
         try:
             for job in jobs:
@@ -75,6 +75,13 @@ def imap_workers(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Itera
         finally:
             for fut in pending:
                 fut.cancel()
+
+
+def _worker_init() -> None:
+    # Parallelism comes from the processes; OpenCV's own threads would oversubscribe the cores.
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def check_workers(workers: int) -> int:

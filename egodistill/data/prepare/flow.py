@@ -102,7 +102,6 @@ def _encode_grey(img: np.ndarray, quality: int, what: str) -> bytes:
 def compute_video_flow(rgb: RGBStore, video_id: str, *, stride: int, bound: float, method: str,
                        quality: int) -> tuple[list[bytes], list[bytes]]:
     """Return (u JPEGs, v JPEGs) of one video's flow frames (pairing and quantisation: module doc)."""
-    cv2.setNumThreads(1)  # parallelism comes from worker processes
     n, first = rgb.num_frames(video_id), rgb.first_frame(video_id)
     estimator = FlowEstimator(method)
     us, vs = [], []

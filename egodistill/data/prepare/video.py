@@ -72,7 +72,6 @@ def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int
     Raises ValueError naming the file when it cannot be opened or decoded or has no video stream.
     """
     path = Path(path)
-    cv2.setNumThreads(1)
     container = _open(path)
     try:
         if not container.streams.video:
