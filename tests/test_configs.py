@@ -16,6 +16,7 @@ import pytest
 from egodistill import cli
 from egodistill.config import load_config
 from egodistill.data.annotations import READERS
+from egodistill.models.build import PRESETS
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
@@ -53,6 +54,7 @@ def test_config_loads_and_starts_with_its_command(path: Path):
     valid = set(reader.split_keys + reader.other_keys)
     assert set(cfg.data.files) <= valid, f"{rel}: unknown file keys {set(cfg.data.files) - valid}"
     assert cfg.model.modality in cfg.data.stores, f"{rel}: no store for the model's modality"
+    assert PRESETS.get(cfg.model.preset, {}).get("arch") == cfg.model.arch, f"{rel}: no {cfg.model.arch} preset '{cfg.model.preset}'"
     if command == "distill":
         assert cfg.distill.teachers, f"{rel}: a distillation config needs teachers"
 
