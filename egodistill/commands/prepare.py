@@ -35,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prepare", help="build rgb/flow/audio/layout HDF5 stores from frames, videos, audio or boxes",
         description=__doc__.split("\n\n", 1)[1].strip() + " Layouts: docs/stores.md.")
-    sub = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
+    sub = parser.add_subparsers(dest="tool", metavar="TOOL")
+    parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])  # `egodistill prepare` alone
 
     p = sub.add_parser("frames", help="EPIC-style frame folders -> rgb.h5",
                        description="Pack FRAMES_DIR/<video_id>/frame_0000000001.jpg ... into rgb.h5, keeping the "
