@@ -145,6 +145,8 @@ class TrainConfig:
     tensorboard: bool = False
     compile: bool = False  # torch.compile; off by default (minutes of compile time on CPU)
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke tests
+    checkpoint_every: int = 0  # save last/ (full state for --resume) every N optimiser steps; 0 = at epoch ends only
+    select_metric: str = ""  # held-out metric the best checkpoint maximises; "" = action_top1, else mean head top-1
 
 
 @dataclass
