@@ -11,6 +11,22 @@ from torch.utils.flop_counter import FlopCounterMode
 Input = torch.Tensor | dict[str, torch.Tensor]
 
 
+def _sdpa_cpu_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """FLOPs of SDPA's CPU flash kernel (flop_counter registers only the GPU kernels):
+    Q K^T and P V, each 2 * L * S * E per (batch, head)."""
+    *batch, length, e = query_shape
+    source, ev = key_shape[-2], value_shape[-1]
+    n = 1
+    for d in batch:
+        n *= d
+    return 2 * n * length * source * (e + ev)
+
+
+_CUSTOM_FLOPS = {}
+if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+    _CUSTOM_FLOPS[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = _sdpa_cpu_flops
+
+
 def _batch_size(x: Input) -> int:
     return int(x.shape[0] if isinstance(x, torch.Tensor) else next(iter(x.values())).shape[0])
 
@@ -25,16 +41,20 @@ def count_flops(model: nn.Module, example_input: Input) -> int:
     """Return the FLOPs of one forward pass over `example_input` (whole batch), as counted by
     `torch.utils.flop_counter` (a multiply-add is 2 FLOPs; papers that quote fvcore "FLOPs"
     count multiply-adds, i.e. half of this). Window attention runs on its explicit path while
-    counting so its matmuls are seen whatever kernel SDPA would pick."""
+    counting so its matmuls are seen whatever kernel SDPA would pick, and nn.TransformerEncoder's
+    fused inference fast path (invisible to the counter) is switched off while counting."""
     was_training, sdpa = model.training, getattr(model, "sdpa", None)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
     model.eval()
     try:
         if sdpa is not None:
             model.set_sdpa(False)
-        with FlopCounterMode(display=False) as counter:
+        torch.backends.mha.set_fastpath_enabled(False)
+        with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
             model(example_input)
         return int(counter.get_total_flops())
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         if sdpa is not None:
             model.set_sdpa(sdpa)
         model.train(was_training)

@@ -81,3 +81,43 @@ def test_info_command_errors_are_one_line(tmp_path, capsys):
     assert main(["info", str(cfg), "--no-timing"]) == 1
     err = capsys.readouterr().err
     assert "swin_huge" in err and "swin_nano" in err and "Traceback" not in err
+
+
+def test_stlt_flops_match_a_hand_count():
+    """Post-norm encoder layer over L tokens of width D: qkv + out projections (4 D^2) and the
+    4D-wide MLP (8 D^2) multiply-adds per token, plus Q K^T and P V (2 L^2 D); the fused
+    inference fast path must not hide them."""
+    from egodistill.models.stlt import STLT
+
+    d, t, b = 16, 3, 4
+    model = STLT({"a": 2}, hidden=d, num_heads=2, frame_layers=1, temporal_layers=1, max_frames=4)
+    layout = {
+        "boxes": torch.rand(1, t, b, 4), "category": torch.ones(1, t, b, dtype=torch.long),
+        "score": torch.rand(1, t, b), "side": torch.zeros(1, t, b, dtype=torch.long),
+        "state": torch.zeros(1, t, b, dtype=torch.long), "mask": torch.ones(1, t, b, dtype=torch.bool),
+    }
+
+    def layer(tokens: int) -> int:
+        return 2 * (tokens * 12 * d * d + 2 * tokens * tokens * d)
+
+    expected = t * layer(b + 1) + layer(t + 1)  # frame encoder per frame (CLS + boxes), temporal (frames + CLS)
+    expected += 2 * t * b * (4 * d + d)  # box and score embeddings
+    expected += 2 * d * 2  # the head
+    assert count_flops(model, layout) == expected
+
+
+def test_sdpa_and_explicit_attention_count_the_same_flops():
+    torch.manual_seed(0)
+    model = VideoSwin({"a": 3}, 3, patch_size=(2, 4, 4), embed_dim=8, depths=(2,), num_heads=(2,), window_size=(2, 2, 2))
+    x = torch.randn(1, 4, 3, 16, 16)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from egodistill.models.cost import _CUSTOM_FLOPS
+
+    counts = []
+    for sdpa in (False, True):
+        model.set_sdpa(sdpa)
+        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as fc:
+            model(x)
+        counts.append(fc.get_total_flops())
+    assert counts[0] == counts[1] > 0

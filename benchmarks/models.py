@@ -1,0 +1,85 @@
+"""Cost of the models on this machine: parameters, GFLOPs per view, clips/s forward and fwd+bwd.
+
+For each Swin preset both window-attention paths are measured (torchvision's explicit matmuls
+and `F.scaled_dot_product_attention`); the table's last column says which is faster and by how
+much, which is how `VideoSwin`'s default (`sdpa=True`) was chosen. GFLOPs are
+`torch.utils.flop_counter` FLOPs (a multiply-add counts 2; Video Swin's paper quotes multiply-adds,
+i.e. half) per view of the given size.
+
+    python benchmarks/models.py                         # Swin-T 16x224, small presets, STLT
+    python benchmarks/models.py --presets swin_nano swin_micro --seconds 2
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from egodistill.config import ModelConfig
+from egodistill.models import build_model, model_cost
+
+# preset -> (frames, size, batch) of the view it is meant for.
+VIEWS = {
+    "swin_t": (16, 224, 1),
+    "swin_micro": (8, 48, 8),
+    "swin_nano": (8, 32, 8),
+    "stlt": (16, 0, 4),
+    "stlt_small": (16, 0, 16),
+    "stlt_nano": (16, 0, 16),
+}
+HEADS = {"verb": 97, "noun": 300}
+
+
+def layout_input(batch: int, frames: int, boxes: int = 14) -> dict[str, torch.Tensor]:
+    """Return a random layout batch (70% of box slots real)."""
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(batch, frames, boxes, 2, generator=g) * 0.5
+    return {
+        "boxes": torch.cat([xy, xy + 0.5], dim=-1),
+        "category": torch.randint(1, 3, (batch, frames, boxes), generator=g),
+        "score": torch.rand(batch, frames, boxes, generator=g),
+        "side": torch.randint(0, 3, (batch, frames, boxes), generator=g),
+        "state": torch.randint(0, 6, (batch, frames, boxes), generator=g),
+        "mask": torch.rand(batch, frames, boxes, generator=g) < 0.7,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--presets", nargs="+", default=list(VIEWS), choices=list(VIEWS))
+    parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per timing")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    header = f"{'preset':<11} {'view':<14} {'batch':>5} {'params (M)':>10} {'GFLOPs/view':>11} {'attention':<9} {'fwd clips/s':>11} {'fwd+bwd clips/s':>15}"
+    print(header)
+    print("-" * len(header))
+    for preset in args.presets:
+        frames, size, batch = VIEWS[preset]
+        arch = "stlt" if preset.startswith("stlt") else "swin"
+        torch.manual_seed(0)
+        model = build_model(ModelConfig(arch=arch, preset=preset, drop_path=0.0), HEADS, 3)
+        if arch == "stlt":
+            x, view, paths = layout_input(batch, frames), f"{frames}x14 boxes", [None]
+        else:
+            x, view, paths = torch.randn(batch, frames, 3, size, size), f"{frames}x3x{size}x{size}", [False, True]
+        results = {}
+        for sdpa in paths:
+            if sdpa is not None:
+                model.set_sdpa(sdpa)
+            cost = model_cost(model, x, min_seconds=args.seconds)
+            results[sdpa] = cost
+            path = "-" if sdpa is None else ("sdpa" if sdpa else "explicit")
+            print(
+                f"{preset:<11} {view:<14} {batch:>5} {cost['params'] / 1e6:>10.2f} {cost['gflops']:>11.3f} "
+                f"{path:<9} {cost['fwd_clips_s']:>11.2f} {cost['fwdbwd_clips_s']:>15.2f}",
+                flush=True,
+            )
+        if len(results) == 2:
+            f = results[True]["fwd_clips_s"] / results[False]["fwd_clips_s"]
+            b = results[True]["fwdbwd_clips_s"] / results[False]["fwdbwd_clips_s"]
+            print(f"{'':<11} sdpa / explicit: forward x{f:.2f}, fwd+bwd x{b:.2f}")
+
+
+if __name__ == "__main__":
+    main()
