@@ -1,0 +1,50 @@
+"""`egodistill predict VIDEO... --run RUN`: top-5 verbs / nouns / actions of video files."""
+from __future__ import annotations
+
+import argparse
+import json
+
+ORDER = 60
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict",
+        help="predict the actions in video files with a trained RGB run",
+        description=(
+            "Decode each video file with PyAV, take the run's test views (data.test_clips x data.test_crops over "
+            "the whole video, at the file's frame rate), average the logits over the views and print the top "
+            "classes of every head with their probabilities (EPIC: verbs, nouns and verb-noun actions). Class "
+            "names come from the run folder's info.json, so no annotation files are needed."
+        ),
+    )
+    p.add_argument("videos", nargs="+", help="video files (any format FFmpeg reads)")
+    p.add_argument("--run", required=True, help="run folder of an RGB model (train or distill)")
+    p.add_argument("--top", type=int, default=5, help="classes per head (default 5)")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
+    p.add_argument("--batch-size", type=int, default=4, help="videos per forward pass")
+    p.add_argument("--weights", choices=["best", "last"], default="best", help="which weights of the run")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
+    from egodistill.engine.predict import format_prediction, predict_videos
+
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    weights = Path(args.run) / LAST_DIR / WEIGHTS_FILE if args.weights == "last" else None
+    cfg, model, info = load_run(args.run, weights=weights)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    results = predict_videos(args.videos, cfg, model, info, k=args.top, batch_size=max(1, args.batch_size),
+                             device=device)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        print("\n\n".join(format_prediction(r) for r in results))
+    return 0
