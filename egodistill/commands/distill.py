@@ -7,6 +7,7 @@ only the objective differs (METHOD.md §3 against the ensemble, §4).
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("config", help="YAML config, e.g. configs/epic100/distill.yaml")
     p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. distill.cache.views=8")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last/ state")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue the run folder from its last/ state")
+    group.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     p.set_defaults(func=main)
@@ -36,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
-    summary = run_distill(cfg, resume=args.resume, progress=not args.no_progress)
-    print(f"distilled into {cfg.run_dir}: " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                        for k, v in summary.items() if isinstance(v, (int, float, str))))
+    summary = run_distill(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
+    shown = {k: v for k, v in summary.items() if k in ("epoch", "step", "selected") or k.endswith(("_top1", "_ece"))}
+    print(f"distilled into {cfg.run_dir}: " + (", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                                         for k, v in shown.items()) or "done"))
     return 0
 
 
@@ -86,7 +90,7 @@ def cache_fingerprint(cfg: Config, teachers, weights: dict[str, Any] | None, sam
     }
 
 
-def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Distil `cfg.distill.teachers` into the student `cfg.model`; return the trainer's summary.
 
     Writes to `cfg.run_dir`: the trainer's files, `heldout.json` (the teachers' held-out split),
@@ -113,10 +117,15 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
     )
     from egodistill.engine.checkpoint import write_json
     from egodistill.engine.heldout import split_by_ids, write_heldout
-    from egodistill.engine.trainer import fit
-    from egodistill.models.build import build_model
+    from egodistill.commands.train import prepare_run_dir
+    from egodistill.engine.trainer import fit, seed_everything
+    from egodistill.models import build_model
 
     dcfg = cfg.distill
+    run_dir = Path(cfg.run_dir)
+    for t in dcfg.teachers:
+        if Path(t).resolve() == run_dir.resolve():
+            raise ValueError(f"run_dir {run_dir} is also a teacher (distill.teachers); give the student its own folder")
     teachers = load_teachers(dcfg.teachers)
     reader = build_reader(cfg)
     info = reader.info()
@@ -133,8 +142,7 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
     samples = reader.samples(cfg.data.train_split)
     train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
                                                   source=str(Path(teachers[0].run_dir) / "heldout.json"))
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
 
@@ -175,11 +183,15 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
         else:
             if cache is not None:
                 print(f"teacher cache: {cache_path} was made from other teachers, weights or data; rebuilding")
+            print(f"teacher cache: running the teachers once on {len(train_samples)} samples x {dcfg.cache.views} views "
+                  f"-> {cache_path}")
+            t0 = time.perf_counter()
             base = MultimodalDataset(cfg, train_samples, teacher_modalities, train=True)
             cache = build_cache(cache_path, base, ensemble, dcfg.cache.views, fp, {h: student_heads[h] for h in heads},
                                 seed=cfg.train.seed, batch_size=cfg.train.eval_batch_size, workers=cfg.train.workers,
                                 device=device, progress=progress)
             cache_info["cache_reused"] = False
+            cache_info["cache_build_s"] = time.perf_counter() - t0
         train_set = CachedViewsDataset(cfg, train_samples, student_modality, cache)
         # The teachers never run again: free them.
         objective = DistillObjective(None, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
@@ -194,8 +206,9 @@ def run_distill(cfg: Config, *, resume: bool = False, progress: bool = True) -> 
                                      alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
 
     heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
+    seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
     model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
-    summary = fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume)
+    summary = fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume, progress=progress)
     summary = dict(summary or {})
     summary.update(cache_info)
     return summary

@@ -1,0 +1,47 @@
+"""DistillObjective: cached teacher logits and the online ensemble give METHOD.md §3's loss."""
+from __future__ import annotations
+
+import torch
+
+from egodistill.distill.ensemble import EnsembleTeacher
+from egodistill.distill.loss import distill_loss, kd_loss
+from egodistill.distill.objective import DistillObjective
+
+
+def test_cached_logits_are_used_without_a_teacher():
+    g = torch.Generator().manual_seed(0)
+    student = {"verb": torch.randn(3, 4, generator=g), "noun": torch.randn(3, 5, generator=g)}
+    teacher = {"verb": torch.randn(3, 4, generator=g), "noun": torch.randn(3, 5, generator=g)}
+    batch = {"teacher_logits": {h: t.half() for h, t in teacher.items()}, "labels": {"verb": torch.tensor([0, 1, 2]), "noun": torch.tensor([4, 3, 2])}}
+    obj = DistillObjective(None, temperature=2.0, alpha_kd=1.0, alpha_gt=0.5)
+    loss, parts = obj(student, batch)
+    ref, _ = distill_loss(student, {h: t.half().float() for h, t in teacher.items()}, batch["labels"],
+                          temperature=2.0, alpha_kd=1.0, alpha_gt=0.5)
+    assert torch.allclose(loss, ref) and set(parts) == {"kd", "gt"}
+
+
+def test_online_ensemble_and_views_folded_into_rows():
+    # 2 samples x 2 views: the teacher returns 4 rows, labels stay [2]
+    t = torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.0], [3.0, 0.0]])
+    ens = EnsembleTeacher([lambda b: {"action": t}, lambda b: {"action": 3 * t}], "uniform")
+    obj = DistillObjective(ens, alpha_gt=1.0)
+    student = {"action": torch.zeros(4, 2, requires_grad=True)}
+    batch = {"labels": {"action": torch.tensor([0, 1])}}
+    loss, parts = obj(student, batch)
+    ce = torch.nn.functional.cross_entropy(student["action"], torch.tensor([0, 0, 1, 1]))
+    assert torch.allclose(loss, kd_loss(student, {"action": 2 * t}) + ce)
+    loss.backward()
+    assert student["action"].grad is not None
+
+
+def test_independent_views_feed_the_teachers_their_own_inputs():
+    seen = {}
+
+    def teacher(batch):
+        seen["rgb"] = batch["rgb"]
+        return {"action": torch.zeros(1, 2)}
+
+    obj = DistillObjective(EnsembleTeacher([teacher], "uniform"))
+    student_rgb, teacher_rgb = torch.zeros(1, 1, 2), torch.ones(1, 1, 2)
+    obj({"action": torch.zeros(1, 2)}, {"rgb": student_rgb, "teacher:rgb": teacher_rgb, "labels": {"action": torch.tensor([0])}})
+    assert seen["rgb"] is teacher_rgb
