@@ -99,12 +99,14 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
         else:
             try:
                 data = torch.load(path, map_location="cpu", weights_only=True)
-            except (pickle.UnpicklingError, RuntimeError, AttributeError) as e:
+            except pickle.UnpicklingError as e:
                 raise CheckpointError(
                     f"{path}: cannot be read with torch.load(weights_only=True) ({e}); it holds pickled "
                     "objects other than tensors and plain containers. Re-save its state dict "
                     "(torch.save(ckpt['state_dict'], 'clean.pth')) in a trusted environment."
                 ) from None
+            except (RuntimeError, EOFError) as e:
+                raise CheckpointError(f"{path}: not a readable torch checkpoint ({e})") from None
     if isinstance(data, Mapping):
         for wrapper in ("state_dict", "model", "model_state_dict"):
             if wrapper in data and isinstance(data[wrapper], Mapping):

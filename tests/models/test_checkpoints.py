@@ -219,6 +219,9 @@ def test_unsafe_pickles_and_bad_files_are_refused(tmp_path):
     torch.save({"state_dict": {"a": torch.zeros(1), "b": [1, 2]}}, tmp_path / "list.pth")
     with pytest.raises(CheckpointError, match=r"list\.pth.*'b'.*expected a tensor"):
         read_state_dict(tmp_path / "list.pth")
+    (tmp_path / "cut.pth").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(CheckpointError, match=r"cut\.pth: not a readable torch checkpoint"):
+        read_state_dict(tmp_path / "cut.pth")
     with pytest.raises(FileNotFoundError, match="nope.pth"):
         read_state_dict(tmp_path / "nope.pth")
     # DDP and torch.compile prefixes are removed.
