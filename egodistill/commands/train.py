@@ -58,12 +58,14 @@ def prepare_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         if not (run_dir / "config.yaml").is_file():
             raise FileNotFoundError(f"--resume: {run_dir} holds no run to resume (no config.yaml)")
         return
+    if not _is_main_process():  # the first process decides; the others must not race it
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return
     if run_dir.exists() and any(run_dir.iterdir()):
         if not overwrite:
             raise ValueError(f"run folder {run_dir} already exists; use --resume to continue it or --overwrite "
                              f"to start it again (or set run_dir=...)")
-        if _is_main_process():
-            shutil.rmtree(run_dir)
+        shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

@@ -366,7 +366,8 @@ def fit(cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Ob
                 tensorboard.log(record, step, "heldout")
             _plot(run_dir, log_path)
             if "selected" in record:
-                print(f"epoch {epoch_done}: held-out {tc.select_metric or 'selection metric'} {record['selected']:.2f}"
+                name = tc.select_metric or ("action_top1" if "action_top1" in record else "mean top-1")
+                print(f"epoch {epoch_done}: held-out {name} {record['selected']:.2f}"
                       f"{' (best)' if improved else ''}")
         accelerator.wait_for_everyone()
 
