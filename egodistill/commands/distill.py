@@ -98,6 +98,7 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
     teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set).
     """
     import torch
+    from accelerate import PartialState
 
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import MultimodalDataset
@@ -146,7 +147,8 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = PartialState()  # the device of this process (several processes: one GPU each)
+    device = state.device
     for t in teachers:
         t.teacher.to(device)
 
@@ -176,11 +178,12 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
         cache_path = Path(dcfg.cache.path) if dcfg.cache.path else run_dir / "teacher_cache.h5"
         fp = cache_fingerprint(cfg, teachers, {h: [float(x) for x in w] for h, w in weights.items()} if weights else None,
                                [s.id for s in train_samples])
+        # several processes: the main one builds, the others wait and read
         cache = TeacherCache(cache_path) if cache_path.is_file() else None
         if cache is not None and cache.matches(fp):
             print(f"teacher cache: reusing {cache_path} ({len(cache)} samples x {cache.views} views)")
             cache_info["cache_reused"] = True
-        else:
+        elif state.is_main_process:
             if cache is not None:
                 print(f"teacher cache: {cache_path} was made from other teachers, weights or data; rebuilding")
             print(f"teacher cache: running the teachers once on {len(train_samples)} samples x {dcfg.cache.views} views "
@@ -192,6 +195,9 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
                                 device=device, progress=progress)
             cache_info["cache_reused"] = False
             cache_info["cache_build_s"] = time.perf_counter() - t0
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            cache = TeacherCache(cache_path)
         train_set = CachedViewsDataset(cfg, train_samples, student_modality, cache)
         # The teachers never run again: free them.
         objective = DistillObjective(None, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
