@@ -7,7 +7,6 @@ counts exactly once whatever the number of processes.
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -249,7 +248,3 @@ def format_metrics(metrics: dict[str, float]) -> str:
 def check_model_heads(heads: dict[str, int], info: DatasetInfo, what: str) -> None:
     """Raise ValueError explaining a mismatch between a model's heads {head: classes} and a dataset's."""
     check_heads({h: torch.empty(0, n) for h, n in heads.items()}, info, what)
-
-
-def is_finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)

@@ -275,6 +275,8 @@ def fit(cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Ob
         raise ValueError("the training set is empty")
 
     optimizer = build_optimizer(model, cfg.optim)
+    if tc.compile:
+        model = torch.compile(model)
     model, optimizer = accelerator.prepare(model, optimizer)
     objective = objective.to(device)
     grad_accum = max(1, int(tc.grad_accum))
