@@ -9,7 +9,6 @@ H is the set of active heads: heads with a positive weight.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from egodistill.config import Config
-from egodistill.data.records import DatasetInfo, Sample
+from egodistill.data.records import DatasetInfo
 from egodistill.distill.ensemble import EnsembleTeacher, ModelTeacher
 from egodistill.distill.weighting import dataset_weights
 

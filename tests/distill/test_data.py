@@ -9,7 +9,6 @@ import torch
 from egodistill.config import Config
 from egodistill.data.dataset import MultimodalDataset, build_dataset, collate
 from egodistill.data.views import ViewParams
-from egodistill.distill.cache import TeacherCache
 from egodistill.distill.data import (
     CacheBuildDataset,
     CachedViewsDataset,
