@@ -96,7 +96,7 @@ def main() -> None:
                 ("decode video", lambda o: prepare_video(mp4s, o / "v_rgb.h5", o / "v_audio.h5", workers=workers,
                                                          show_progress=False)),
                 (f"compute flow ({resolve_method('auto')})",
-                 lambda o: prepare_flow(root / "run1" / "rgb.h5", o / "flow.h5", workers=workers,
+                 lambda o: prepare_flow(o / "rgb.h5", o / "flow.h5", workers=workers,
                                         show_progress=False)),
             ):
                 out = root / f"run{workers}"

@@ -1,6 +1,7 @@
 """What every `prepare` tool shares: the summary, the worker pool, the progress bar."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -59,7 +60,11 @@ def imap_workers(fn: Callable[[J], R], jobs: Iterable[J], workers: int) -> Itera
         for job in jobs:
             yield fn(job)
         return
-    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init) as pool:
+    # Workers start from a fresh process (forkserver), not a fork of this one: a fork inherits
+    # OpenCV's / OpenMP's thread pools in a broken state once the parent has used them (deadlock).
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                             mp_context=multiprocessing.get_context(method)) as pool:
         pending: set[Future] = set()
         try:
             for job in jobs:
