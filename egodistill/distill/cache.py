@@ -174,6 +174,8 @@ class TeacherCache:
             self.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
         self._file: h5py.File | None = None
         self._pid: int | None = None
+        self._views_ds: h5py.Dataset | None = None
+        self._logits_ds: dict[str, h5py.Dataset] = {}
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -190,19 +192,23 @@ class TeacherCache:
         if self._file is None or self._pid != os.getpid():
             self._file = h5py.File(self.path, "r")
             self._pid = os.getpid()
+            # Dataset handles kept open: a lookup by name costs as much as the small read itself.
+            self._views_ds = self._file["views"]
+            self._logits_ds = {h: self._file[f"logits/{h}"] for h in self.heads}
         return self._file
 
     def view(self, index: int, k: int) -> np.ndarray:
         """Return the view array [D] (float64) of cached view `k` of sample `index`."""
         self._check(index, k)
-        return self._h5()["views"][index * self.views + k]
+        self._h5()
+        return self._views_ds[index * self.views + k]
 
     def logits(self, index: int, k: int) -> dict[str, np.ndarray]:
         """Return the ensemble logits {head: [C] float16} of cached view `k` of sample `index`."""
         self._check(index, k)
-        f = self._h5()
+        self._h5()
         row = index * self.views + k
-        return {h: f[f"logits/{h}"][row] for h in self.heads}
+        return {h: ds[row] for h, ds in self._logits_ds.items()}
 
     def _check(self, index: int, k: int) -> None:
         if not 0 <= index < len(self.ids):
@@ -214,6 +220,8 @@ class TeacherCache:
         state = self.__dict__.copy()
         state["_file"] = None  # h5py handles do not pickle; reopen in the worker
         state["_pid"] = None
+        state["_views_ds"] = None
+        state["_logits_ds"] = {}
         return state
 
 
