@@ -27,6 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -52,8 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--root", help="synthetic dataset folder (default: generate the default one in a temp folder)")
     p.add_argument("--runs", help="folder for the teacher runs (reused when present; default: temp)")
-    p.add_argument("--epochs", type=int, default=3, help="student epochs per mode")
-    p.add_argument("--teacher-epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=10, help="student epochs per mode (accuracy runs)")
+    p.add_argument("--teacher-epochs", type=int, default=20)
     p.add_argument("--preset", default="swin_nano", help="student and teacher preset")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
@@ -62,6 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="timing: one-epoch runs per mode, interleaved, the median is reported")
     return p.parse_args(argv)
 
 
@@ -132,24 +135,33 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(train_samples)} training samples, {args.epochs} epochs, {args.workers} loader workers, "
           f"{torch.get_num_threads()} threads; teachers rgb, flow, audio ({args.preset}); cache K={k}")
 
-    results: dict[str, dict] = {}
-    scfg = with_(cfg, work / "student_supervised", "rgb", args.epochs)
-    sec, model = timed_fit(scfg, SupervisedObjective(cfg.train.head_weights),
-                           MultimodalDataset(scfg, train_samples, ["rgb"], train=True), info, heads)
-    results["supervised"] = {"s": sec, "model": model}
-
-    ocfg = with_(cfg, work / "student_online", "rgb", args.epochs)
-    sec, model = timed_fit(ocfg, DistillObjective(ensemble), MultimodalDataset(ocfg, train_samples, list(TEACHERS), train=True),
-                           info, heads)
-    results["online distillation"] = {"s": sec, "model": model}
-
-    ccfg = with_(cfg, work / "student_cached", "rgb", args.epochs)
     t0 = time.perf_counter()
-    cache = build_cache(work / "teacher_cache.h5", MultimodalDataset(ccfg, train_samples, list(TEACHERS), train=True), ensemble,
+    cache = build_cache(work / "teacher_cache.h5", MultimodalDataset(cfg, train_samples, list(TEACHERS), train=True), ensemble,
                         k, {"benchmark": True}, heads, seed=args.seed, batch_size=32, workers=args.workers, progress=False)
     build_s = time.perf_counter() - t0
-    sec, model = timed_fit(ccfg, DistillObjective(None), CachedViewsDataset(ccfg, train_samples, "rgb", cache), info, heads)
-    results["cached distillation"] = {"s": sec, "model": model}
+
+    def mode(name: str, epochs: int):
+        """Return (config, objective, training set) of one mode."""
+        c = with_(cfg, work / f"student_{name.split()[0]}", "rgb", epochs)
+        if name == "supervised":
+            return c, SupervisedObjective(cfg.train.head_weights), MultimodalDataset(c, train_samples, ["rgb"], train=True)
+        if name == "online distillation":
+            return c, DistillObjective(ensemble), MultimodalDataset(c, train_samples, list(TEACHERS), train=True)
+        return c, DistillObjective(None), CachedViewsDataset(c, train_samples, "rgb", cache)
+
+    names = ["supervised", "online distillation", "cached distillation"]
+    # Timing: one-epoch runs, modes interleaved so that a slow spell of the machine hits all three.
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for n in names:  # warm-up (first-call costs: thread pools, allocator, file caches), not counted
+        timed_fit(*mode(n, 1), info, heads)
+    for _ in range(args.repeats):
+        for n in names:
+            times[n].append(timed_fit(*mode(n, 1), info, heads)[0])
+    # Accuracy: each student trained for --epochs.
+    results: dict[str, dict] = {}
+    for n in names:
+        _, model = timed_fit(*mode(n, args.epochs), info, heads)
+        results[n] = {"s": float(np.median(times[n])), "all": times[n], "model": model}
 
     for name, r in results.items():
         net = r["model"].eval()
@@ -163,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     base = results["supervised"]["s"]
     n = results["supervised"]["metrics"]["num_samples"]
     print()
-    print(f"| mode | s / epoch | x supervised | verb top-1 | noun top-1 | action top-1 |  (validation, n={int(n)})")
+    print(f"| mode | s / epoch (median of {args.repeats}) | x supervised | verb top-1 | noun top-1 | action top-1 |"
+          f"  (validation, n={int(n)}, students trained {args.epochs} epochs)")
     print("|---|---|---|---|---|---|")
 
     def acc(m: dict, key: str) -> str:
@@ -176,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{acc(m, 'action_top1')} |")
     print(f"| teacher ensemble (rgb+flow+audio) | - | - | {acc(teacher_metrics, 'verb_top1')} | "
           f"{acc(teacher_metrics, 'noun_top1')} | {acc(teacher_metrics, 'action_top1')} |")
-    print(f"\ncache build (once, {len(train_samples)} samples x {k} views): {build_s:.1f} s "
+    print("\nseconds per epoch of each timing run: " + "; ".join(
+        f"{n}: " + ", ".join(f"{t:.2f}" for t in r["all"]) for n, r in results.items()))
+    print(f"cache build (once, {len(train_samples)} samples x {k} views): {build_s:.1f} s "
           f"= {build_s / base:.2f} supervised epochs")
     print("dataset weights: " + "; ".join(f"{h}: " + ", ".join(f"{m} {w:.3f}" for m, w in zip(TEACHERS, ws))
                                           for h, ws in weights_rec["weights"].items()))
