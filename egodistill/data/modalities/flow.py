@@ -2,6 +2,7 @@
 spatial pipeline, and a horizontal flip that also negates u (METHOD.md §5, §7)."""
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 
@@ -9,7 +10,7 @@ from egodistill.config import Config
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
 from egodistill.data.modalities.rgb import decode_jpegs, read_unique
 from egodistill.data.records import Sample
-from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize, normalize_lut
 
 
 def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int,
@@ -36,11 +37,16 @@ def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> t
     """
     t, s = u.shape[0], u.shape[1]
     x = torch.empty((t, channels, s, s), dtype=torch.float32)
-    u_t = torch.from_numpy(u)
+    dst = x.numpy()
+    lut_u = normalize_lut(IMAGENET_MEAN[0], IMAGENET_STD[0])
     if flip:
-        u_t = 255 - u_t
-    for c, plane in enumerate((u_t, torch.from_numpy(v))):
-        x[:, c].copy_(plane).mul_(1.0 / (255.0 * IMAGENET_STD[c])).add_(-IMAGENET_MEAN[c] / IMAGENET_STD[c])
+        lut_u = np.ascontiguousarray(lut_u[::-1])  # value v reads as 255 - v
+    lut_v = normalize_lut(IMAGENET_MEAN[1], IMAGENET_STD[1])
+    u, v = np.ascontiguousarray(u, dtype=np.uint8), np.ascontiguousarray(v, dtype=np.uint8)
+    # One table lookup per plane writes the normalised value in place (no float temporaries).
+    for i in range(t):
+        cv2.LUT(u[i], lut_u, dst=dst[i, 0])
+        cv2.LUT(v[i], lut_v, dst=dst[i, 1])
     if channels == 3:
         x[:, 2].fill_(-IMAGENET_MEAN[2] / IMAGENET_STD[2])
     return x
