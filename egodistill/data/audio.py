@@ -61,6 +61,37 @@ def _cached_filterbank(n_freqs: int, n_mels: int, rate: int) -> torch.Tensor:
     return _FB_CACHE[key]
 
 
+_BANDS_CACHE: dict[int, tuple[torch.Tensor, list[tuple[int, int, int, int]]]] = {}
+
+
+def _mel_bands(fb: torch.Tensor, group: int = 16) -> list[tuple[int, int, int, int]]:
+    """Return `(m0, m1, k0, k1)` blocks of `group` mel bands and the STFT bins `k0:k1` they read."""
+    key = id(fb)  # the entry holds fb itself, so its id cannot be reused by another tensor
+    if key not in _BANDS_CACHE or _BANDS_CACHE[key][0] is not fb:
+        nz = fb > 0
+        blocks = []
+        for m0 in range(0, fb.shape[1], group):
+            m1 = min(m0 + group, fb.shape[1])
+            bins = nz[:, m0:m1].any(1).nonzero().view(-1)
+            k0, k1 = (int(bins.min()), int(bins.max()) + 1) if len(bins) else (0, 0)
+            blocks.append((m0, m1, k0, k1))
+        _BANDS_CACHE[key] = (fb, blocks)
+    return _BANDS_CACHE[key][1]
+
+
+def mel_power(power: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+    """Return `power @ fb` `[N, n_mels]` for power spectra `[N, n_freqs]` and a filterbank `[n_freqs, n_mels]`.
+
+    Each triangular band reads only a few bins, so blocks of bands are multiplied with just the
+    bins they cover (about a fifth of the dense product's work; the skipped terms are exact zeros).
+    """
+    out = torch.zeros(power.shape[0], fb.shape[1], dtype=power.dtype)
+    for m0, m1, k0, k1 in _mel_bands(fb):
+        if k1 > k0:
+            torch.matmul(power[:, k0:k1], fb[k0:k1, m0:m1], out=out[:, m0:m1])
+    return out
+
+
 def to_db(power: torch.Tensor) -> torch.Tensor:
     """Return `10 * log10(max(power, 1e-10))`."""
     return 10.0 * torch.log10(torch.clamp(power, min=1e-10))
@@ -131,7 +162,7 @@ def log_mel_frames(
     frames = torch.zeros(len(samples), n_fft, dtype=torch.float32)
     frames[:, :win] = wave[torch.from_numpy(samples)] * window
     spec = torch.fft.rfft(frames)  # [U + E, n_freqs]
-    db = to_db((spec.real**2 + spec.imag**2) @ _filterbank(cfg, sample_rate))  # [U + E, n_mels]
+    db = to_db(mel_power(spec.real**2 + spec.imag**2, _filterbank(cfg, sample_rate)))  # [U + E, n_mels]
     index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
     index[interior] = inverse.reshape(-1)
     index[seg_i, col_i] = len(uniq) + np.arange(len(seg_i))

@@ -53,10 +53,11 @@ def spectrogram_video(
         cols = np.clip(np.rint(c + (cols - c) / r), 0, n_cols - 1).astype(np.int64)
     db, index = log_mel_frames(wave, starts, length, sample_rate, acfg, columns=cols)  # [U, n_mels], [T, S]
     db = (db - acfg.mean) / acfg.std  # normalise the few distinct frames, not the S x S images
-    spec = db[index].transpose(1, 2).unsqueeze(1)  # [T, 1, n_mels, S], columns already resized
-    x = F.interpolate(spec, size=(size, size), mode="nearest")  # [T, 1, S, S]: mel bands -> S rows
+    spec = db[index].transpose(1, 2).contiguous()  # [T, n_mels, S], columns already resized
+    rows = nearest_columns(acfg.n_mels, size)  # mel band of each output row
+    # Nearest resize of the mel axis = picking each output row's band (as F.interpolate does).
+    x = torch.index_select(spec, 1, torch.from_numpy(rows)).unsqueeze(1)  # [T, 1, S, S]
     if rng is not None:
-        rows = nearest_columns(acfg.n_mels, size)  # mel band of each output row
         for i in range(t):
             if acfg.freq_mask > 0:
                 w = int(rng.integers(0, acfg.freq_mask + 1))
