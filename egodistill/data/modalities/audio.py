@@ -23,8 +23,14 @@ from egodistill.data.views import ViewParams
 
 def nearest_columns(n_in: int, n_out: int) -> np.ndarray:
     """Return the source index of each of `n_out` outputs of F.interpolate(mode="nearest") from `n_in`."""
-    idx = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
-    return F.interpolate(idx, size=n_out, mode="nearest").view(-1).long().numpy()
+    key = (int(n_in), int(n_out))
+    if key not in _NEAREST:
+        idx = torch.arange(n_in, dtype=torch.float32).view(1, 1, n_in)
+        _NEAREST[key] = F.interpolate(idx, size=n_out, mode="nearest").view(-1).long().numpy()
+    return _NEAREST[key].copy()
+
+
+_NEAREST: dict[tuple[int, int], np.ndarray] = {}
 
 
 def segment_starts(frame_numbers: np.ndarray, first_frame: int, fps: float, sample_rate: int, length: int) -> np.ndarray:
@@ -53,10 +59,13 @@ def spectrogram_video(
         cols = np.clip(np.rint(c + (cols - c) / r), 0, n_cols - 1).astype(np.int64)
     db, index = log_mel_frames(wave, starts, length, sample_rate, acfg, columns=cols)  # [U, n_mels], [T, S]
     db = (db - acfg.mean) / acfg.std  # normalise the few distinct frames, not the S x S images
-    spec = db[index].transpose(1, 2).contiguous()  # [T, n_mels, S], columns already resized
-    rows = nearest_columns(acfg.n_mels, size)  # mel band of each output row
-    # Nearest resize of the mel axis = picking each output row's band (as F.interpolate does).
-    x = torch.index_select(spec, 1, torch.from_numpy(rows)).unsqueeze(1)  # [T, 1, S, S]
+    # Nearest resize = output row r reads mel band rows[r], output column j of segment i reads
+    # distinct frame index[i, j] (as F.interpolate would pick them from the full spectrogram).
+    rows = nearest_columns(acfg.n_mels, size)
+    by_row = db.t()[torch.from_numpy(rows)]  # [S, U]: each output row's band of every distinct frame
+    x = torch.empty((t, 1, size, size), dtype=torch.float32)
+    for i in range(t):
+        torch.index_select(by_row, 1, index[i], out=x[i, 0])  # [S, S]
     if rng is not None:
         for i in range(t):
             if acfg.freq_mask > 0:
