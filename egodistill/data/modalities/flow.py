@@ -8,7 +8,7 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
-from egodistill.data.modalities.rgb import decode_jpegs, read_unique
+from egodistill.data.modalities.rgb import decode_jpegs, pick, read_unique
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize, normalize_lut
 
@@ -71,12 +71,13 @@ class FlowModality(Modality):
         kw = segment_kwargs(store, sample)
         # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
         flow_first = 1 if kw else store.first_frame(vid)
+        stored_first = store.first_frame(vid, **kw) if kw else flow_first
         numbers = flow_numbers(segment.frame_numbers(view), segment.first_frame, flow_first, store.stride(vid),
-                               store.num_frames(vid, **kw), stored_first=store.first_frame(vid, **kw))
+                               store.num_frames(vid, **kw), stored_first=stored_first)
         (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns, **kw), numbers)
         what = f"{store_name(store)}: video {vid}"
         u = decode_jpegs(us, grey=True, what=what + " (u)", numbers=uniq)
         v = decode_jpegs(vs, grey=True, what=what + " (v)", numbers=uniq)
-        u = crop_resize(u, view, cfg.data.size)[inverse]  # [T, S, S] uint8
-        v = crop_resize(v, view, cfg.data.size)[inverse]
+        u = pick(crop_resize(u, view, cfg.data.size), inverse)  # [T, S, S] uint8
+        v = pick(crop_resize(v, view, cfg.data.size), inverse)
         return flow_to_tensor(u, v, view.flip, self.channels(cfg))

@@ -40,6 +40,13 @@ def read_unique(read, numbers: np.ndarray):
     return read([int(n) for n in uniq]), uniq, inverse
 
 
+def pick(frames: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    """Return `frames[inverse]`, or `frames` itself when that is every frame once in order (no copy)."""
+    if len(inverse) == len(frames) and np.array_equal(inverse, np.arange(len(frames))):
+        return frames
+    return frames[inverse]
+
+
 class RGBModality(Modality):
     name = "rgb"
 
@@ -57,7 +64,7 @@ class RGBModality(Modality):
         kw = segment_kwargs(store, sample)
         blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
         frames = decode_jpegs(blobs, grey=False, what=f"{store_name(store)}: video {segment.video_id}", numbers=uniq)
-        out = crop_resize(frames, view, cfg.data.size)[inverse]  # [T, S, S, 3] uint8
+        out = pick(crop_resize(frames, view, cfg.data.size), inverse)  # [T, S, S, 3] uint8
         if train and cfg.data.color_jitter > 0:
             x = normalize_frames(out, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # [T, 3, S, S] in [0, 1]
             x = color_jitter(x, view.color_seed, cfg.data.color_jitter)
