@@ -156,11 +156,20 @@ def log_mel_frames(
     p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
     p = np.where(p < 0, -p, p)
     p = np.where(p >= length, 2 * (length - 1) - p, p)
-    samples = np.concatenate([uniq[:, None] + np.arange(win)[None, :], starts[seg_i, None] + p])  # [U + E, win]
+    edge = starts[seg_i, None] + p  # [E, win] positions in the waveform
     # The window's position inside the n_fft frame only changes the phase, so each frame is its
     # windowed samples followed by zeros (padding explicitly is faster than rfft's n= here).
-    frames = torch.zeros(len(samples), n_fft, dtype=torch.float32)
-    frames[:, :win] = wave[torch.from_numpy(samples)] * window
+    frames = torch.zeros(len(uniq) + len(edge), n_fft, dtype=torch.float32)
+    wave = wave.to(torch.float32)
+    if len(uniq) and np.all((uniq - uniq[0]) % hop == 0):
+        # Interior frames on one hop grid (frame times on whole hops, as EPIC's 60 fps / 24 kHz):
+        # rows of a strided view of the waveform, no index array.
+        grid = wave[int(uniq[0]):].unfold(0, win, hop)  # [K, win] view
+        frames[: len(uniq), :win] = grid[torch.from_numpy((uniq - uniq[0]) // hop)] * window
+    else:
+        frames[: len(uniq), :win] = wave[torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])] * window
+    if len(edge):
+        frames[len(uniq):, :win] = wave[torch.from_numpy(edge)] * window
     spec = torch.fft.rfft(frames)  # [U + E, n_freqs]
     db = to_db(mel_power(spec.real**2 + spec.imag**2, _filterbank(cfg, sample_rate)))  # [U + E, n_mels]
     index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
