@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from egodistill.commands.train import add_run_arguments, summary_line
 from egodistill.config import Config, load_config, resolve_path
 
 ORDER = 40
@@ -27,22 +28,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per sample with the ensemble's logits so that training never runs a teacher."
         ),
     )
-    p.add_argument("config", help="YAML config, e.g. configs/epic100/distill.yaml")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. distill.cache.views=8")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="continue the run folder from its last/ state")
-    group.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_run_arguments(p, "configs/epic100/distill.yaml", "distill.cache.views=8")
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     summary = run_distill(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
-    shown = {k: v for k, v in summary.items() if k in ("epoch", "step", "selected") or k.endswith(("_top1", "_ece"))}
-    print(f"distilled into {cfg.run_dir}: " + (", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                         for k, v in shown.items()) or "done"))
+    print(f"distilled into {cfg.run_dir}: {summary_line(summary)}")
     return 0
 
 

@@ -28,23 +28,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Run with torchrun / accelerate launch for several processes."
         ),
     )
-    p.add_argument("config", help="YAML config, e.g. configs/epic100/rgb.yaml")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides, e.g. optim.lr=3e-4 train.epochs=5")
+    add_run_arguments(p, "configs/epic100/rgb.yaml", "optim.lr=3e-4 train.epochs=5")
+    p.set_defaults(func=main)
+
+
+def add_run_arguments(p: argparse.ArgumentParser, example_config: str, example_overrides: str) -> None:
+    """Add the arguments every run-producing command shares (`train`, `distill`)."""
+    p.add_argument("config", help=f"YAML config, e.g. {example_config}")
+    p.add_argument("overrides", nargs="*", help=f"key.sub=value overrides, e.g. {example_overrides}")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue the run folder from its last/ state")
     group.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    p.set_defaults(func=main)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """Return the epoch, step and top-1 / ECE entries of a run summary as one line."""
+    shown = {k: v for k, v in summary.items() if k in ("epoch", "step", "selected") or k.endswith(("_top1", "_ece"))}
+    return ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()) or "done"
 
 
 def main(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     summary = run_train(cfg, resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress)
     if _is_main_process():
-        shown = {k: v for k, v in summary.items() if k in ("epoch", "step", "selected") or k.endswith(("_top1", "_ece"))}
-        print(f"trained {cfg.run_dir}: " + (", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                                     for k, v in shown.items()) or "done"))
+        print(f"trained {cfg.run_dir}: {summary_line(summary)}")
     return 0
 
 
