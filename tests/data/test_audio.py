@@ -122,6 +122,23 @@ def test_segments_fast_path_equals_plain_definition(n_fft, win, hop):
                                atol=2e-3, rtol=0)
 
 
+@pytest.mark.parametrize("n_fft,win,hop", [(1024, 160, 80), (512, 400, 160)])
+def test_segments_on_one_hop_grid_equal_plain_definition(n_fft, win, hop):
+    # Every start on the hop grid (as EPIC's 60 fps frames at 24 kHz with hop 80): the interior
+    # frames are read as rows of one strided view of the waveform.
+    cfg = AudioConfig(n_fft=n_fft, win_length=win, hop_length=hop, n_mels=32)
+    wave = torch.from_numpy(np.random.default_rng(2).standard_normal(30000).astype(np.float32))
+    length = 2401
+    starts = np.array([hop * 2, hop * 2, hop * 9, hop * 40, hop * 41 + 0, hop * 150])
+    plain = torch.stack([log_mel(wave[s : s + length], 16000, cfg) for s in starts])
+    fast = log_mel_segments(wave, starts, length, 16000, cfg)
+    torch.testing.assert_close(fast, plain, atol=2e-3, rtol=0)
+    # A segment moved by one sample differs from its grid neighbour: the strided rows are not
+    # read from the wrong offset.
+    shifted = log_mel_segments(wave, starts + 1, length, 16000, cfg)
+    assert (shifted - fast).abs().max() > 0.1
+
+
 def test_segments_outside_waveform_raise():
     with pytest.raises(ValueError, match="do not fit"):
         log_mel_segments(torch.zeros(1000), np.array([500]), 800, 16000, AudioConfig(n_fft=256, win_length=64, hop_length=32))
