@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from egodistill.config import Config, resolve_path
+from egodistill.data.allocator import keep_freed_buffers
 from egodistill.data.modalities import MODALITIES, Segment, get_modality
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
@@ -60,6 +61,7 @@ class MultimodalDataset(Dataset):
         self._pid = None
         self._segments: dict[tuple[str, int, int], Segment] = {}
         self._check_videos()
+        keep_freed_buffers()  # items are MBs of floats: re-faulting freed ones costs ~25% (docs/data_pipeline.md)
 
     # ----------------------------------------------------------------------------------------
     # Stores and segments
