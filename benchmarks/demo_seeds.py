@@ -1,0 +1,69 @@
+"""Run `egodistill demo` for several seeds and print each model's metrics and the evidence as mean ± std.
+
+This is how README.md's demo table is measured (issue 7: three seeds, mean ± std). Seeds run
+one after another: on a 2-core machine parallel demos only slow each other down.
+
+    python benchmarks/demo_seeds.py --out runs/demo_seeds [--seeds 0 1 2] [--quick]
+
+Each seed's full demo lands in OUT/seed_N (report.md, results.json, runs); a seed whose
+results.json exists is not run again, so an interrupted measurement resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from egodistill.demo import run_demo
+
+COLUMNS = ["verb_top1", "noun_top1", "action_top1", "ece"]
+TARGETS = {  # evidence key -> (description, holds if value >= threshold; ECE: <= 0)
+    "student_minus_baseline_action": ("student vs baseline, action top-1", ">= +5"),
+    "ensemble_minus_best_teacher_action": ("ensemble vs best teacher, action top-1", ">= 0"),
+    "student_ece_minus_baseline_ece": ("student ECE vs baseline ECE", "<= 0"),
+    "half_student_minus_baseline_action": ("half-frame student vs baseline, action top-1", ">= 0"),
+}
+
+
+def mean_std(values: list[float]) -> str:
+    """Return 'mean ± std' (sample std, ddof=1; a single value has no ± part)."""
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+
+
+def summarise(results: list[dict]) -> str:
+    """Return the Markdown tables (models, then evidence) of several demo results.json dicts."""
+    names = [r["model"] for r in results[0]["rows"]]
+    lines = ["| model | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE |", "|" + "---|" * 7]
+    for i, name in enumerate(names):
+        rows = [res["rows"][i] for res in results]
+        cells = [mean_std([r[c] for r in rows]) for c in COLUMNS]
+        lines.append(f"| {name} | {rows[0]['modalities']} | {rows[0]['frames']} | " + " | ".join(cells) + " |")
+    lines += ["", "| evidence | measured | target | per seed |", "|---|---|---|---|"]
+    for key, (text, target) in TARGETS.items():
+        vals = [res["evidence"][key] for res in results]
+        lines.append(f"| {text} | {mean_std(vals)} | {target} | {', '.join(f'{v:+.1f}' for v in vals)} |")
+    secs = [res["seconds"] for res in results]
+    lines += ["", f"{len(results)} seeds; wall clock per demo {min(secs):.0f} - {max(secs):.0f} s."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/demo_seeds"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    results = []
+    for seed in args.seeds:
+        done = args.out / f"seed_{seed}" / "results.json"
+        if not done.is_file():
+            run_demo(args.out / f"seed_{seed}", seed=seed, quick=args.quick, overwrite=True, progress=False)
+        results.append(json.loads(done.read_text()))
+    print(summarise(results))
+
+
+if __name__ == "__main__":
+    main()
