@@ -100,6 +100,9 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [1.15, 1.43])
     hflip: bool = True
     color_jitter: float = 0.0  # strength of brightness/contrast/saturation jitter, RGB only
+    # RGB and flow batches as uint8, normalised on the device by `model_input` (4x less to write
+    # and copy); False = float32 normalised in the loader. Colour-jittered views are always float.
+    uint8_frames: bool = True
     test_clips: int = 2
     test_crops: int = 1
     flow_channels: int = 3  # 3 = u, v, zeros (the authors' teachers); 2 = u, v

@@ -7,7 +7,8 @@ Call `set_epoch(e)` before each epoch (workers are started per epoch and copy th
 they see it). Test items hold all `test_clips x test_crops` views.
 
 Item: `{modality: [V,T,C,S,S], "layout": {key: [V,T,N,...]}, "labels": {head: int}, "id": str,
-"index": int, "views": [V, D] float64}`. Batch: the same with a leading B
+"index": int, "views": [V, D] float64}`; RGB and flow are uint8 unless `data.uint8_frames` is off
+(`engine.inputs.model_input` normalises them). Batch: the same with a leading B
 (labels `{head: LongTensor[B]}`, -1 where a sample has no label for a head).
 """
 from __future__ import annotations

@@ -173,6 +173,17 @@ def normalize_lut(mean: float, std: float) -> np.ndarray:
 _LUTS: dict[tuple[float, float], np.ndarray] = {}
 
 
+def normalize_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Return uint8 frames `[..., C, S, S]` as float32 `(x/255 - mean) / std` per channel, on x's device.
+
+    Equal to `normalize_frames` (the loader's table lookup) up to float rounding.
+    """
+    c = x.shape[-3]
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std[:c]], dtype=torch.float32, device=x.device).view(c, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean[:c], std[:c])], dtype=torch.float32, device=x.device).view(c, 1, 1)
+    return torch.addcmul(shift, x.to(torch.float32), scale)
+
+
 def normalize_frames(frames: np.ndarray | torch.Tensor, mean, std) -> torch.Tensor:
     """Return uint8 frames `[T, S, S, C]` as float32 `[T, C, S, S]`: `(x/255 - mean) / std` per channel."""
     if isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim in (3, 4):

@@ -27,7 +27,8 @@ def _fold(x: Tensor, frame_step: int, what: str) -> Tensor:
 def model_input(batch: dict[str, Any], model_cfg: ModelConfig) -> Tensor | dict[str, Tensor]:
     """Return the input of the model described by `model_cfg`: `batch[modality]` [B, V, T, C, H, W]
     -> [B*V, T', C, H, W] (sample-major: rows b*V .. b*V + V - 1 are sample b's views), T' the
-    frames T[::frame_step]; a layout dict {key: [B, V, T, N, ...]} -> {key: [B*V, T', N, ...]}."""
+    frames T[::frame_step], as float32 (uint8 frames normalised by their modality's `normalize`);
+    a layout dict {key: [B, V, T, N, ...]} -> {key: [B*V, T', N, ...]}."""
     name = model_cfg.modality
     if name not in batch:
         have = [k for k in batch if k not in ("labels", "id", "index", "views")]
@@ -38,7 +39,11 @@ def model_input(batch: dict[str, Any], model_cfg: ModelConfig) -> Tensor | dict[
         raise ValueError(f"model.frame_step must be >= 1, got {step}")
     if isinstance(x, dict):
         return {k: _fold(t, step, f"{name}.{k}") for k, t in x.items()}
-    return _fold(x, step, name)
+    from egodistill.data.modalities import MODALITIES
+
+    x = _fold(x, step, name)
+    # uint8 frames are normalised here, on the batch's device (after a 4x smaller copy).
+    return MODALITIES[name].normalize(x) if name in MODALITIES else x
 
 
 def batch_size(batch: dict[str, Any]) -> int:

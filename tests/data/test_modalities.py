@@ -124,20 +124,42 @@ SAMPLE = Sample("s1", "v1", 1, 20, {"verb": 1})
 WHOLE = ViewParams(np.array([0, 1, 2, 3]), 1.0, (0.0, 0.0, 1.0, 1.0), False, 0)
 
 
+def _load_normalized(name, *args, **kwargs):
+    """What a model reads: the loader's output through the modality's `normalize` (model_input)."""
+    return MODALITIES[name].normalize(MODALITIES[name].load(*args, **kwargs))
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_uint8_frames_normalised_on_the_device_equal_the_loaders_float_path(flip):
+    rng = np.random.default_rng(0)
+    rgb_store = FakeRGB({"v1": [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(20)]})
+    flow_store = FakeFlow({"v1": [rng.integers(0, 256, (H, W), dtype=np.uint8) for _ in range(10)]},
+                          {"v1": [rng.integers(0, 256, (H, W), dtype=np.uint8) for _ in range(10)]})
+    view = ViewParams(np.array([0, 2, 4, 4]), 1.2, (0.1, 0.05, 0.8, 0.9), flip, 0)
+    for name, store in (("rgb", rgb_store), ("flow", flow_store)):
+        as_uint8 = MODALITIES[name].load(store, SAMPLE, view, _cfg(), True, segment=_segment())
+        as_float = MODALITIES[name].load(store, SAMPLE, view, _cfg(uint8_frames=False), True, segment=_segment())
+        assert as_uint8.dtype == torch.uint8 and as_float.dtype == torch.float32
+        torch.testing.assert_close(MODALITIES[name].normalize(as_uint8), as_float, atol=1e-5, rtol=0)
+        assert MODALITIES[name].normalize(as_float) is as_float  # float input passes through
+
+
 def test_rgb_reads_the_view_frames_once_each_and_normalises():
     # Frame number k is a flat grey of level 10*k: the output tells which frame was read.
     frames = [np.full((H, W, 3), 10 * k, np.uint8) for k in range(1, 21)]
     store = FakeRGB({"v1": frames})
     view = ViewParams(np.array([0, 3, 3, 9]), 1.0, (0.0, 0.0, H / W, 1.0), False, 0)
-    x = MODALITIES["rgb"].load(store, SAMPLE, view, _cfg(), False, segment=_segment(start=5))
-    assert x.shape == (4, 3, S, S) and x.dtype == torch.float32
+    raw = MODALITIES["rgb"].load(store, SAMPLE, view, _cfg(), False, segment=_segment(start=5))
+    assert raw.shape == (4, 3, S, S) and raw.dtype == torch.uint8  # normalised on the device
+    x = MODALITIES["rgb"].normalize(raw)
+    assert x.dtype == torch.float32
     assert store.reads[-1] == [5, 8, 14]  # frame 8 read once although the view uses it twice
     levels = torch.tensor([10 * (5 + o) for o in (0, 3, 3, 9)], dtype=torch.float32) / 255
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     expected = (levels[:, None] - mean[None]) / std[None]  # [T, 3]
     torch.testing.assert_close(x.mean(dim=(2, 3)), expected, atol=0.02, rtol=0)
     with pytest.raises(KeyError, match="video v1 has no frame 21"):
-        MODALITIES["rgb"].load(store, SAMPLE, view, _cfg(), False, segment=_segment(start=12))
+        _load_normalized("rgb", store, SAMPLE, view, _cfg(), False, segment=_segment(start=12))
 
 
 def test_rgb_colour_jitter_only_in_training_and_seeded():
@@ -145,14 +167,14 @@ def test_rgb_colour_jitter_only_in_training_and_seeded():
     frames = [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(20)]
     store = FakeRGB({"v1": frames})
     cfg = _cfg(color_jitter=0.4)
-    load = lambda v, train: MODALITIES["rgb"].load(store, SAMPLE, v, cfg, train, segment=_segment())  # noqa: E731
+    load = lambda v, train: _load_normalized("rgb", store, SAMPLE, v, cfg, train, segment=_segment())  # noqa: E731
     plain = load(WHOLE, False)
     a = load(ViewParams(WHOLE.frames, 1.0, WHOLE.crop, False, 5), True)
     assert not torch.allclose(a, plain)
     assert torch.equal(a, load(ViewParams(WHOLE.frames, 1.0, WHOLE.crop, False, 5), True))
     assert not torch.equal(a, load(ViewParams(WHOLE.frames, 1.0, WHOLE.crop, False, 6), True))
     # With jitter off, a training view loads exactly like a test view.
-    off = MODALITIES["rgb"].load(store, SAMPLE, ViewParams(WHOLE.frames, 1.0, WHOLE.crop, False, 5), _cfg(), True,
+    off = _load_normalized("rgb", store, SAMPLE, ViewParams(WHOLE.frames, 1.0, WHOLE.crop, False, 5), _cfg(), True,
                                  segment=_segment())
     assert torch.equal(off, plain)
 
@@ -177,8 +199,8 @@ def _norm(value: float, c: int) -> float:
 def test_rightward_flow_reads_leftward_after_a_flip(channels):
     store = _uv(200, 100)  # u > 128: moving right; v < 128: moving up
     cfg = _cfg(flow_channels=channels)
-    plain = MODALITIES["flow"].load(store, SAMPLE, WHOLE, cfg, True, segment=_segment())
-    flipped = MODALITIES["flow"].load(store, SAMPLE, ViewParams(WHOLE.frames, 1.0, WHOLE.crop, True, 0), cfg, True,
+    plain = _load_normalized("flow", store, SAMPLE, WHOLE, cfg, True, segment=_segment())
+    flipped = _load_normalized("flow", store, SAMPLE, ViewParams(WHOLE.frames, 1.0, WHOLE.crop, True, 0), cfg, True,
                                       segment=_segment())
     assert plain.shape == (4, channels, S, S) and MODALITIES["flow"].channels(cfg) == channels
     assert torch.allclose(plain[:, 0], torch.tensor(_norm(200, 0)), atol=1e-5)
@@ -208,7 +230,7 @@ def test_square_in_rgb_motion_in_flow_and_its_box_stay_together_under_random_vie
     rng = np.random.default_rng(seed)
     for _ in range(5):
         view = draw_train_view(20, cfg.data, rng, (H, W))
-        out = {m: MODALITIES[m].load(stores[m], SAMPLE, view, cfg, True, segment=_segment()) for m in stores}
+        out = {m: _load_normalized(m, stores[m], SAMPLE, view, cfg, True, segment=_segment()) for m in stores}
         # Fraction of the object in each output pixel, read from each modality.
         rgb_frac = out["rgb"][0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]  # [S, S], 0 background, 1 object
         flow_frac = (out["flow"][0, 0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]) * 255 / 100 - 128 / 100  # (u - 128) / 100
@@ -316,7 +338,7 @@ def test_student_with_fewer_frames_reads_a_fixed_subsample_of_the_teachers_view(
     cfg = _cfg(num_frames=16, stride=2)
     seg = Segment("v1", 1, 40, 1, 30.0, (H, W))
     teacher_view = draw_train_view(40, cfg.data, rng, (H, W))
-    teacher = MODALITIES["rgb"].load(store, SAMPLE, teacher_view, cfg, True, segment=seg)
-    student = MODALITIES["rgb"].load(store, SAMPLE, teacher_view.subsample(2), cfg, True, segment=seg)
+    teacher = _load_normalized("rgb", store, SAMPLE, teacher_view, cfg, True, segment=seg)
+    student = _load_normalized("rgb", store, SAMPLE, teacher_view.subsample(2), cfg, True, segment=seg)
     assert student.shape[0] == 8
     assert torch.equal(student, teacher[::2])

@@ -8,6 +8,7 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.dataset import MultimodalDataset, build_dataset, collate
+from egodistill.data.modalities import MODALITIES
 from egodistill.data.views import ViewParams
 from egodistill.distill.data import (
     CacheBuildDataset,
@@ -32,8 +33,8 @@ def small(cfg: Config) -> Config:
 
 def fake_ensemble(batch):
     """A deterministic 'teacher' whose logits are statistics of every modality of the view."""
-    rgb = batch["rgb"].flatten(2).mean(-1)  # [B, V*...] -> per-sample numbers
-    flow = batch["flow"].flatten(1).mean(-1, keepdim=True)
+    rgb = MODALITIES["rgb"].normalize(batch["rgb"]).flatten(2).mean(-1)  # as model_input normalises  # [B, V*...] -> per-sample numbers
+    flow = MODALITIES["flow"].normalize(batch["flow"]).flatten(1).mean(-1, keepdim=True)
     audio = batch["audio"].flatten(1).std(-1, keepdim=True)
     b = rgb.shape[0]
     verb = torch.cat([flow, audio, rgb[:, :1], -flow], 1)  # [B, 4]

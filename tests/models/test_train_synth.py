@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from egodistill.data.dataset import build_dataset, collate
+from egodistill.engine.inputs import model_input
 from egodistill.models import build_model
 
 
@@ -33,7 +34,7 @@ def _batch(cfg, modality: str):
 def test_swin_nano_trains_on_synthetic_rgb(synth_config):
     torch.manual_seed(0)
     batch, labels = _batch(synth_config, "rgb")
-    clips = batch["rgb"].flatten(0, 1)  # [B*V, T, 3, S, S], V = 1 in training
+    clips = model_input(batch, synth_config.model)  # [B*V, T, 3, S, S] float, V = 1 in training
     assert clips.shape[1:] == (4, 3, 32, 32)
     heads = {h: int(y.max()) + 1 for h, y in labels.items()}
     synth_config.model.preset, synth_config.model.drop_path = "swin_nano", 0.0

@@ -1,7 +1,8 @@
 """One loader per modality and their registry.
 
-A modality turns `(store, Sample, ViewParams, cfg, train)` into a float32 tensor
-`[T, C, S, S]` (layout: a dict of `[T, N, ...]` tensors). The dataset resolves where the sample's
+A modality turns `(store, Sample, ViewParams, cfg, train)` into a tensor `[T, C, S, S]`
+(float32, or uint8 frames that `Modality.normalize` turns into the model's float input; layout:
+a dict of `[T, N, ...]` tensors). The dataset resolves where the sample's
 frames are once (`Segment`: video, first frame, length, frame rate, frame size) and passes it to
 every modality, so frame numbers and times agree across modalities.
 
@@ -68,6 +69,15 @@ class Modality:
     def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> Any:
         """Return the modality's input for one view of `sample`."""
         raise NotImplementedError
+
+    def normalize(self, x: Any) -> Any:
+        """Return the model-ready input of a batch entry `[..., T, C, S, S]` of this modality.
+
+        Frame modalities may load uint8 (`data.uint8_frames`) and normalise here, where
+        `engine.inputs.model_input` calls it: on the accelerator, after a host-to-device copy
+        4x smaller than float32. Inputs that are already float pass through unchanged.
+        """
+        return x
 
     def collate(self, items: list[Any]) -> Any:
         """Return per-view items stacked along a new first dimension."""

@@ -10,7 +10,7 @@ from egodistill.config import Config
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
 from egodistill.data.modalities.rgb import decode_jpegs, pick, read_unique
 from egodistill.data.records import Sample
-from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize, normalize_lut
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize, normalize_lut, normalize_uint8
 
 
 def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int,
@@ -52,6 +52,20 @@ def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> t
     return x
 
 
+def flow_to_uint8(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> torch.Tensor:
+    """Return cropped uint8 flow u, v `[T, S, S]` as uint8 `[T, C, S, S]`; normalised, it equals
+    `flow_to_tensor` (a flip reads u as 255 - u; the third channel is 0)."""
+    t, s = u.shape[0], u.shape[1]
+    x = torch.zeros((t, channels, s, s), dtype=torch.uint8)
+    dst = x.numpy()
+    if flip:
+        np.subtract(255, u, out=dst[:, 0], casting="unsafe")
+    else:
+        dst[:, 0] = u
+    dst[:, 1] = v
+    return x
+
+
 class FlowModality(Modality):
     name = "flow"
 
@@ -66,7 +80,8 @@ class FlowModality(Modality):
         return FlowStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
-        """Return the view's flow as float32 `[T, C, S, S]` (C = data.flow_channels)."""
+        """Return the view's flow `[T, C, S, S]` (C = data.flow_channels): uint8 (128 = no motion;
+        `data.uint8_frames`, see `normalize`) or float32 normalised."""
         vid = segment.video_id
         kw = segment_kwargs(store, sample)
         # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
@@ -80,4 +95,10 @@ class FlowModality(Modality):
         v = decode_jpegs(vs, grey=True, what=what + " (v)", numbers=uniq)
         u = pick(crop_resize(u, view, cfg.data.size), inverse)  # [T, S, S] uint8
         v = pick(crop_resize(v, view, cfg.data.size), inverse)
+        if cfg.data.uint8_frames:
+            return flow_to_uint8(u, v, view.flip, self.channels(cfg))
         return flow_to_tensor(u, v, view.flip, self.channels(cfg))
+
+    def normalize(self, x):
+        """Normalise uint8 flow `[..., C, S, S]` as `flow_to_tensor` does (float input passes through)."""
+        return normalize_uint8(x, IMAGENET_MEAN, IMAGENET_STD) if x.dtype == torch.uint8 else x

@@ -8,7 +8,7 @@ import torch
 from egodistill.config import Config
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
 from egodistill.data.records import Sample
-from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, crop_resize, normalize_frames
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, crop_resize, normalize_frames, normalize_uint8
 
 # OpenCV decodes a 456x256 JPEG in ~0.6 ms on one core, as fast as torchvision.io.decode_jpeg
 # and faster for grey flow frames (docs/data_pipeline.md); it also hands back HWC arrays that
@@ -59,7 +59,8 @@ class RGBModality(Modality):
         return RGBStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
-        """Return the view's frames as float32 `[T, 3, S, S]`, ImageNet-normalised."""
+        """Return the view's frames `[T, 3, S, S]`: uint8 (`data.uint8_frames`, see `normalize`) or
+        float32 ImageNet-normalised (colour-jittered training views, or uint8_frames off)."""
         numbers = segment.frame_numbers(view)
         kw = segment_kwargs(store, sample)
         blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
@@ -71,4 +72,10 @@ class RGBModality(Modality):
             mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
             return (x - mean) / std
+        if cfg.data.uint8_frames:
+            return torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))  # [T, 3, S, S] uint8
         return normalize_frames(out, IMAGENET_MEAN, IMAGENET_STD)
+
+    def normalize(self, x):
+        """ImageNet-normalise uint8 frames `[..., 3, S, S]` (float input passes through)."""
+        return normalize_uint8(x, IMAGENET_MEAN, IMAGENET_STD) if x.dtype == torch.uint8 else x
