@@ -251,3 +251,17 @@ def test_readers_pickle_and_work_in_dataloader_workers(tmp_path):
     loader = torch.utils.data.DataLoader(DS(), batch_size=1, num_workers=2)
     got = sorted(float(x) for x in loader)
     assert got == pytest.approx([10.0] * 4, abs=1)
+
+
+def test_video_attributes_are_read_once_per_handle_and_refreshed_on_reopen(tmp_path):
+    path = tmp_path / "rgb.h5"
+    _rgb_store(path, {"P01_01": 3}, first=1, fps=50.0)
+    s = RGBStore(path)
+    assert (s.fps("P01_01"), s.first_frame("P01_01")) == (50.0, 1)
+    assert s.attrs("P01_01") is s.attrs("P01_01")  # cached: one h5py attribute read per video
+    s.close()
+    with h5py.File(path, "r+") as f:  # the file changes while the reader is closed
+        f["P01_01"].attrs["fps"] = 25.0
+    assert s.fps("P01_01") == 25.0  # reopening drops the cached attributes
+    s2 = pickle.loads(pickle.dumps(s))  # a worker's copy starts without the parent's cache
+    assert s2._attrs == {} and s2.fps("P01_01") == 25.0

@@ -56,8 +56,10 @@ def flow_to_uint8(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> to
     """Return cropped uint8 flow u, v `[T, S, S]` as uint8 `[T, C, S, S]`; normalised, it equals
     `flow_to_tensor` (a flip reads u as 255 - u; the third channel is 0)."""
     t, s = u.shape[0], u.shape[1]
-    x = torch.zeros((t, channels, s, s), dtype=torch.uint8)
+    x = torch.empty((t, channels, s, s), dtype=torch.uint8)
     dst = x.numpy()
+    if channels == 3:
+        dst[:, 2] = 0
     if flip:
         np.subtract(255, u, out=dst[:, 0], casting="unsafe")
     else:
