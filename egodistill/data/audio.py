@@ -8,6 +8,8 @@ For EPIC's 16 segments of 1.116 s per clip this does roughly a tenth of the work
 """
 from __future__ import annotations
 
+import functools
+
 import math
 
 import numpy as np
@@ -119,6 +121,12 @@ def num_stft_frames(length: int, hop: int) -> int:
     return 1 + length // hop
 
 
+@functools.lru_cache(maxsize=8)
+def _hann(win: int) -> torch.Tensor:
+    """The periodic Hann window of `win` samples (float32), built once per length."""
+    return torch.hann_window(win, dtype=torch.float32)
+
+
 def log_mel_frames(
     wave: torch.Tensor,
     starts: np.ndarray,
@@ -143,7 +151,7 @@ def log_mel_frames(
     n_seg = len(starts)
     cols = np.arange(num_stft_frames(length, hop)) if columns is None else np.asarray(columns, dtype=np.int64)
     cols = np.broadcast_to(cols, (n_seg, cols.shape[-1]))  # [N, J]
-    window = torch.hann_window(win, dtype=torch.float32)
+    window = _hann(win)
     left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
     first = cols * hop - n_fft // 2 + left  # [N, J] first sample under the frame's window, in its segment
     interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding

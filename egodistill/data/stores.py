@@ -287,7 +287,15 @@ class FlowStore(_FrameStore):
         if self.layout == "ssv2":
             raise ValueError(f"{self.path}: the authors' SSv2 flow layout (one image per frame) is not supported; "
                              f"convert it with `egodistill prepare flow`")
-        return int(entry["u"].shape[0])
+        return int(self._planes(video_id)[0].shape[0])
+
+    def _planes(self, video_id: str) -> tuple[h5py.Dataset, h5py.Dataset]:
+        """Return the video's u and v datasets (our layout), looked up once per handle."""
+        entry = self._entry(video_id)  # first: a reopened file has dropped the cached lookups
+        planes = self._entries.get((video_id, "uv"))
+        if planes is None:
+            planes = self._entries[(video_id, "uv")] = (entry["u"], entry["v"])
+        return planes
 
     def first_frame(self, video_id: str, segment_id: str | None = None, segment_start: int | None = None) -> int:
         """Return the number of the video's first flow frame (EPIC: 1). Authors' EPIC layout: the
@@ -325,11 +333,11 @@ class FlowStore(_FrameStore):
                                   [n for n in numbers for _ in (0, 1)], "flow frame")
             return both[0::2], both[1::2]
         self.num_frames(video_id)  # rejects unsupported layouts with a clear message
-        entry = self._entry(video_id)
+        u, v = self._planes(video_id)
         first = self.first_frame(video_id)
         idx = [n - first for n in numbers]
-        return (_read_elements(entry["u"], idx, what + " u", numbers, "flow frame"),
-                _read_elements(entry["v"], idx, what + " v", numbers, "flow frame"))
+        return (_read_elements(u, idx, what + " u", numbers, "flow frame"),
+                _read_elements(v, idx, what + " v", numbers, "flow frame"))
 
 
 class AudioStore(_Store):
