@@ -186,8 +186,14 @@ def _read_elements(ds: h5py.Dataset, indices: Sequence[int], what: str, numbers:
     if not indices:
         return []
     uniq = sorted(set(int(i) for i in indices))
-    # h5py point selection wants increasing indices; one read for all of them.
-    block = ds[uniq] if len(uniq) > 1 else [ds[uniq[0]]]
+    lo, hi = uniq[0], uniq[-1] + 1
+    if hi - lo <= len(uniq) + 2:
+        # A (nearly) consecutive run, as flow frames are: one slice read is cheaper than h5py's
+        # point selection.
+        run = ds[lo:hi]
+        block = [run[i - lo] for i in uniq]
+    else:
+        block = ds[uniq] if len(uniq) > 1 else [ds[uniq[0]]]  # point selection: increasing indices
     got = {i: _as_bytes(b) for i, b in zip(uniq, block)}
     return [got[int(i)] for i in indices]
 
