@@ -9,7 +9,6 @@ For EPIC's 16 segments of 1.116 s per clip this does roughly a tenth of the work
 from __future__ import annotations
 
 import functools
-
 import math
 
 import numpy as np

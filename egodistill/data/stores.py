@@ -72,7 +72,8 @@ class _Store:
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._layout: str | None = None
-        self._entries: dict[str, Any] = {}  # video id -> its (complete) h5py entry, this handle's
+        # video id -> its (complete) h5py entry; (video id, "uv") -> a flow video's u, v datasets
+        self._entries: dict[Any, Any] = {}
         self._attrs: dict[str, dict[str, Any]] = {}  # video id -> its entry's attributes, read once
 
     # The handle is per process: h5py handles must not cross a fork or a pickle.
