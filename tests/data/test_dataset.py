@@ -37,7 +37,7 @@ def test_training_item_holds_every_modality_in_one_view(synth_config):
     sample = ds.samples[0]
     assert item["rgb"].shape == (1, 4, 3, 24, 24) and item["rgb"].dtype == torch.float32
     assert item["flow"].shape == (1, 4, 3, 24, 24)
-    assert item["audio"].shape == (1, 4, 3, 24, 24)
+    assert item["audio"].shape == (1, 4, 1, 24, 24)  # model_input repeats it to 3 channels
     assert item["layout"]["boxes"].shape == (1, 4, cfg.data.max_boxes, 4)
     assert item["layout"]["mask"].dtype == torch.bool
     assert item["labels"] == sample.labels and set(sample.labels) == {"verb", "noun"}

@@ -296,7 +296,9 @@ def test_audio_equals_the_plain_definition_with_zero_padding_at_the_edges():
     store = FakeAudio(wave, sr)
     cfg = Config(data=DataConfig(size=S, audio=acfg))
     view = ViewParams(np.array([0, 10, 30, 49]), 1.0, (0.0, 0.0, 1.0, 1.0), True, 0)  # flip has no effect on audio
-    x = MODALITIES["audio"].load(store, SAMPLE, view, cfg, False, segment=Segment("v1", 1, 50, 1, fps, (H, W)))
+    raw = MODALITIES["audio"].load(store, SAMPLE, view, cfg, False, segment=Segment("v1", 1, 50, 1, fps, (H, W)))
+    assert raw.shape == (4, 1, S, S)  # one channel in the batch
+    x = MODALITIES["audio"].normalize(raw)  # the model's three, as model_input gives them
     ref = _naive_audio(wave, sr, 1 + view.frames, fps, acfg, S)
     assert x.shape == (4, 3, S, S)
     torch.testing.assert_close(x, ref, atol=2e-4, rtol=0)

@@ -3,7 +3,8 @@
 Frame f is at time (f - first_frame) / fps (the first frame at t = 0, as `egodistill synth`
 renders its sound); its segment of `segment_seconds` is centred on that time and zero-padded
 outside the recording. Each segment becomes a log-mel spectrogram in dB, resized to S x S
-(nearest), normalised with the configured mean/std and repeated to 3 channels: `[T, 3, S, S]`.
+(nearest) and normalised with the configured mean/std: `[T, 1, S, S]`, repeated to the model's 3
+channels by `AudioModality.normalize` (a view, on the device).
 Spatial crop and flip do not apply. Training augmentation (seeded by the view's colour seed, so
 a replayed view is the same input): time stretch about the segment centre, one frequency mask
 and one time mask per segment (masked values are set to 0, the normalised mean).
@@ -43,7 +44,8 @@ def spectrogram_video(
     wave: torch.Tensor, starts: np.ndarray, length: int, sample_rate: int, acfg: AudioConfig, size: int,
     rng: np.random.Generator | None = None,
 ) -> torch.Tensor:
-    """Return the normalised log-mel "video" `[T, 3, S, S]` of segments `wave[s : s + length]`.
+    """Return the normalised log-mel "video" `[T, 1, S, S]` of segments `wave[s : s + length]`
+    (one channel; `AudioModality.normalize` repeats it to the model's 3 on the device).
 
     Equal to resizing each segment's full log-mel spectrogram to S x S with nearest-neighbour
     interpolation, but only the STFT frames that the resize keeps are computed. With `rng`
@@ -76,7 +78,7 @@ def spectrogram_video(
                 w = int(rng.integers(0, acfg.time_mask + 1))
                 c0 = int(rng.integers(0, n_cols - w + 1))
                 x[i, 0, :, torch.from_numpy((cols[i] >= c0) & (cols[i] < c0 + w))] = 0.0
-    return x.expand(t, 3, size, size)
+    return x
 
 
 class AudioModality(Modality):
@@ -91,7 +93,7 @@ class AudioModality(Modality):
         return AudioStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
-        """Return the view's log-mel video as float32 `[T, 3, S, S]`."""
+        """Return the view's log-mel video as float32 `[T, 1, S, S]` (see `normalize`)."""
         acfg = cfg.data.audio
         sr = int(store.sample_rate(segment.video_id))
         length = int(round(acfg.segment_seconds * sr))
@@ -102,3 +104,8 @@ class AudioModality(Modality):
             raise ValueError(f"{store_name(store)}: video {segment.video_id}: read {wave.shape[0]} samples, expected {hi - lo}")
         rng = np.random.default_rng([view.color_seed, 0xA0D10]) if train else None
         return spectrogram_video(wave, starts - lo, length, sr, acfg, cfg.data.size, rng)
+
+    def normalize(self, x):
+        """Return log-mel videos `[..., 1, S, S]` as the 3 identical channels the audio Swin reads
+        (a view, no copy): batches carry one channel, a third of the bytes to stack and move."""
+        return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if x.shape[-3] == 1 else x
