@@ -75,7 +75,10 @@ def cache_fingerprint(cfg: Config, teachers, weights: dict[str, Any] | None, sam
         "dataset_weights": weights,
         "annotations": {k: file_digest(resolve_path(cfg, v)) for k, v in sorted(cfg.data.files.items())},
         "stores": {m: file_digest(resolve_path(cfg, cfg.data.stores[m])) for m in modalities},
-        "views_config": {k: v for k, v in data.items() if k not in ("root", "files", "stores", "test_clips", "test_crops")},
+        # What draws and renders the training views; not where files are, nor test views, nor
+        # uint8_frames (the same normalised input either way, so the same logits).
+        "views_config": {k: v for k, v in data.items()
+                         if k not in ("root", "files", "stores", "test_clips", "test_crops", "uint8_frames")},
         "samples": hashlib.sha256("\n".join(sample_ids).encode()).hexdigest(),
         "num_samples": len(sample_ids),
         "views": cfg.distill.cache.views,

@@ -114,3 +114,25 @@ def test_replay_choice_is_deterministic_and_uses_every_view():
     assert set(picks) == {0, 1, 2, 3}
     assert picks != [replay_choice(0, 4, i, 4) for i in range(400)]  # a new epoch, new choices
     assert all(replay_choice(1, 0, i, 1) == 0 for i in range(10))
+
+
+def test_cache_fingerprint_follows_the_views_not_the_batch_dtype(tmp_path):
+    from types import SimpleNamespace
+
+    from egodistill.commands.distill import cache_fingerprint
+    from egodistill.config import Config, DataConfig
+
+    run = tmp_path / "teacher"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "rgb.h5").write_bytes(b"store")
+    (tmp_path / "train.csv").write_bytes(b"annotations")
+    teachers = [SimpleNamespace(run_dir=str(run), modality="rgb")]
+
+    def fp(**data) -> str:
+        cfg = Config(data=DataConfig(root=str(tmp_path), files={"train": "train.csv"}, stores={"rgb": "rgb.h5"}, **data))
+        return fingerprint_text(cache_fingerprint(cfg, teachers, None, ["a", "b"]))
+
+    assert fp() == fp(uint8_frames=False)  # the same normalised input either way
+    assert fp() != fp(num_frames=8)  # other views: other logits
+    assert fp() != fp(scale_range=[1.0, 1.2])
