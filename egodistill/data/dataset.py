@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from egodistill.config import Config, resolve_path
 from egodistill.data.allocator import keep_freed_buffers
-from egodistill.data.modalities import MODALITIES, Segment, get_modality
+from egodistill.data.modalities import MODALITIES, Segment, get_modality, stack_keep_layout
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
 
@@ -223,9 +223,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
             continue
         first = items[0][key]
         if isinstance(first, dict):
-            batch[key] = {k: torch.stack([it[key][k] for it in items]) for k in first}
+            batch[key] = {k: stack_keep_layout([it[key][k] for it in items]) for k in first}
         else:
-            batch[key] = torch.stack([it[key] for it in items])
+            batch[key] = stack_keep_layout([it[key] for it in items])
     heads = sorted({h for it in items for h in it["labels"]})
     batch["labels"] = {h: torch.tensor([it["labels"].get(h, -1) for it in items], dtype=torch.long) for h in heads}
     batch["id"] = [it["id"] for it in items]

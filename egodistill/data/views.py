@@ -181,7 +181,10 @@ def normalize_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
     c = x.shape[-3]
     scale = torch.tensor([1.0 / (255.0 * s) for s in std[:c]], dtype=torch.float32, device=x.device).view(c, 1, 1)
     shift = torch.tensor([-m / s for m, s in zip(mean[:c], std[:c])], dtype=torch.float32, device=x.device).view(c, 1, 1)
-    return torch.addcmul(shift, x.to(torch.float32), scale)
+    # One pass: read uint8 in whatever layout the batch has (channels-last RGB), write a
+    # contiguous float32 tensor.
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    return torch.addcmul(shift, x, scale, out=out)
 
 
 def normalize_frames(frames: np.ndarray | torch.Tensor, mean, std) -> torch.Tensor:

@@ -344,3 +344,17 @@ def test_student_with_fewer_frames_reads_a_fixed_subsample_of_the_teachers_view(
     student = _load_normalized("rgb", store, SAMPLE, teacher_view.subsample(2), cfg, True, segment=seg)
     assert student.shape[0] == 8
     assert torch.equal(student, teacher[::2])
+
+
+def test_stack_keep_layout_equals_stack_and_keeps_each_items_memory_order():
+    from egodistill.data.modalities import stack_keep_layout
+
+    frames = [torch.randint(0, 256, (4, 6, 6, 3), dtype=torch.uint8) for _ in range(3)]  # [T, S, S, C] as decoded
+    views = [f.permute(0, 3, 1, 2) for f in frames]  # [T, C, S, S] channels-first views, as the RGB loader returns
+    out = stack_keep_layout(views)
+    assert torch.equal(out, torch.stack(views))
+    assert out.permute(0, 1, 3, 4, 2).is_contiguous()  # channels-last memory: one memcpy per item
+    x = MODALITIES["rgb"].normalize(out)
+    assert x.is_contiguous() and torch.allclose(x, MODALITIES["rgb"].normalize(torch.stack(views)))
+    plain = [torch.randn(2, 3) for _ in range(2)]
+    assert stack_keep_layout(plain).is_contiguous() and torch.equal(stack_keep_layout(plain), torch.stack(plain))

@@ -86,8 +86,27 @@ class Modality:
                 return {k: t.unsqueeze(0) for k, t in items[0].items()}
             return items[0].unsqueeze(0)
         if isinstance(items[0], dict):
-            return {k: torch.stack([it[k] for it in items]) for k in items[0]}
-        return torch.stack(items)
+            return {k: stack_keep_layout([it[k] for it in items]) for k in items[0]}
+        return stack_keep_layout(items)
+
+
+def stack_keep_layout(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Return `torch.stack(tensors)` laid out in memory as the tensors are: `[N, *shape]`.
+
+    Loaders hand out views (an RGB clip is a channels-first view of channels-last frames);
+    `torch.stack` would transpose every element into a contiguous batch, a slow strided copy
+    for uint8. Stacked in their own layout, each tensor is one memcpy, and the transposition
+    happens once, fused into the normalisation on the device (`views.normalize_uint8`).
+    """
+    first = tensors[0]
+    if first.is_contiguous() or any(t.stride() != first.stride() for t in tensors):
+        return torch.stack(tensors)
+    order = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # memory order, outermost first
+    out = torch.empty((len(tensors), *(first.shape[d] for d in order)), dtype=first.dtype)
+    out = out.permute(0, *(1 + order.index(d) for d in range(first.dim())))  # [N, *shape]
+    for i, t in enumerate(tensors):
+        out[i].copy_(t)
+    return out
 
 
 def _registry() -> dict[str, Modality]:
