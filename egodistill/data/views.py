@@ -12,6 +12,7 @@ source resolution is an exact slice followed by one resize. Test views resize th
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -178,13 +179,20 @@ def normalize_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
 
     Equal to `normalize_frames` (the loader's table lookup) up to float rounding.
     """
-    c = x.shape[-3]
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std[:c]], dtype=torch.float32, device=x.device).view(c, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean[:c], std[:c])], dtype=torch.float32, device=x.device).view(c, 1, 1)
+    scale, shift = _affine(tuple(mean), tuple(std), x.shape[-3], x.device)
     # One pass: read uint8 in whatever layout the batch has (channels-last RGB), write a
     # contiguous float32 tensor.
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     return torch.addcmul(shift, x, scale, out=out)
+
+
+@functools.lru_cache(maxsize=32)
+def _affine(mean: tuple, std: tuple, c: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel scale and shift `[C, 1, 1]` of `normalize_uint8`, built once per device: a
+    fresh host-to-device copy of them every training step would wait for the accelerator."""
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std[:c]], dtype=torch.float32).view(c, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean[:c], std[:c])], dtype=torch.float32).view(c, 1, 1)
+    return scale.to(device), shift.to(device)
 
 
 def normalize_frames(frames: np.ndarray | torch.Tensor, mean, std) -> torch.Tensor:

@@ -73,7 +73,8 @@ class RGBModality(Modality):
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
             return (x - mean) / std
         if cfg.data.uint8_frames:
-            # A channels-first view, no copy here: collate's stack (or the device copy) is the one pass.
+            # A channels-first view of the channels-last frames, no copy: collate stacks it as it is
+            # laid out, and normalize transposes while it normalises, on the device.
             return torch.from_numpy(out).permute(0, 3, 1, 2)  # [T, 3, S, S] uint8
         return normalize_frames(out, IMAGENET_MEAN, IMAGENET_STD)
 
