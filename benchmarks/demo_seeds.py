@@ -19,7 +19,7 @@ import numpy as np
 from egodistill.demo import run_demo
 
 COLUMNS = ["verb_top1", "noun_top1", "action_top1", "ece"]
-TARGETS = {  # evidence key -> (description, holds if value >= threshold; ECE: <= 0)
+TARGETS = {  # evidence key -> (what it compares, the target, printed beside the measurement)
     "student_minus_baseline_action": ("student vs baseline, action top-1", ">= +5"),
     "ensemble_minus_best_teacher_action": ("ensemble vs best teacher, action top-1", ">= 0"),
     "student_ece_minus_baseline_ece": ("student ECE vs baseline ECE", "<= 0"),

@@ -62,7 +62,7 @@ class MultimodalDataset(Dataset):
         self._pid = None
         self._segments: dict[tuple[str, int, int], Segment] = {}
         self._check_videos()
-        keep_freed_buffers()  # items are MBs each: re-faulting freed ones cost ~25% (docs/data_pipeline.md)
+        keep_freed_buffers()  # items are MBs each: do not hand them back to the OS and fault them in again
 
     # ----------------------------------------------------------------------------------------
     # Stores and segments

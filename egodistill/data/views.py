@@ -175,9 +175,10 @@ _LUTS: dict[tuple[float, float], np.ndarray] = {}
 
 
 def normalize_uint8(x: torch.Tensor, mean, std) -> torch.Tensor:
-    """Return uint8 frames `[..., C, S, S]` as float32 `(x/255 - mean) / std` per channel, on x's device.
+    """Return frames `[..., C, S, S]` of 0..255 values (uint8, or float) as float32
+    `(x/255 - mean) / std` per channel, contiguous, on x's device.
 
-    Equal to `normalize_frames` (the loader's table lookup) up to float rounding.
+    Equal to `normalize_frames`' table lookup up to float rounding.
     """
     scale, shift = _affine(tuple(mean), tuple(std), x.shape[-3], x.device)
     # One pass: read uint8 in whatever layout the batch has (channels-last RGB), write a
@@ -214,12 +215,7 @@ def normalize_frames(frames: np.ndarray | torch.Tensor, mean, std) -> torch.Tens
     t = torch.as_tensor(frames)
     if t.ndim == 3:
         t = t.unsqueeze(-1)
-    c = t.shape[-1]
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std[:c]], dtype=torch.float32).view(1, c, 1, 1)
-    shift = torch.tensor([-m / s for m, s in zip(mean[:c], std[:c])], dtype=torch.float32).view(1, c, 1, 1)
-    out = torch.empty((t.shape[0], c, t.shape[1], t.shape[2]), dtype=torch.float32)
-    out.copy_(t.permute(0, 3, 1, 2))  # one pass: uint8 HWC -> float CHW
-    return out.mul_(scale).add_(shift)
+    return normalize_uint8(t.permute(0, 3, 1, 2), mean, std)  # one pass: HWC in, contiguous CHW float out
 
 
 def color_jitter(x: torch.Tensor, seed: int, strength: float) -> torch.Tensor:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from egodistill.config import ModelConfig
+from egodistill.data.modalities import MODALITIES
 
 
 def _fold(x: Tensor, frame_step: int, what: str) -> Tensor:
@@ -39,8 +40,6 @@ def model_input(batch: dict[str, Any], model_cfg: ModelConfig) -> Tensor | dict[
         raise ValueError(f"model.frame_step must be >= 1, got {step}")
     if isinstance(x, dict):
         return {k: _fold(t, step, f"{name}.{k}") for k, t in x.items()}
-    from egodistill.data.modalities import MODALITIES
-
     x = _fold(x, step, name)
     # uint8 frames are normalised here, on the batch's device (after a 4x smaller copy).
     return MODALITIES[name].normalize(x) if name in MODALITIES else x
