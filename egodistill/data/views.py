@@ -13,6 +13,7 @@ source resolution is an exact slice followed by one resize. Test views resize th
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import cv2
@@ -131,35 +132,44 @@ def test_views(n_frames: int, cfg: DataConfig, src_hw: tuple[int, int]) -> list[
 # --------------------------------------------------------------------------------------------
 
 
-def crop_resize(frames: list[np.ndarray], view: ViewParams, size: int) -> np.ndarray:
+def crop_resize(frames: Iterable[np.ndarray], view: ViewParams, size: int, out: np.ndarray | None = None) -> np.ndarray:
     """Return the view's crop of each uint8 frame resized to `size x size`, flipped if the view says so.
 
-    `frames`: T arrays `[H, W, C]` or `[H, W]` uint8, all the same size. Returns `[T, S, S, C]`
-    (or `[T, S, S]`) uint8. Bilinear, half-pixel centres. When the box falls on whole pixels of
-    this resolution (always for the source resolution) the crop is a slice plus one resize;
-    otherwise an affine warp samples the exact sub-pixel box.
+    `frames`: T arrays `[H, W, C]` or `[H, W]` uint8, all the same size; a list, or any iterable
+    when `out` is given (a generator that decodes each frame as it is asked for: the frame is
+    still in cache when it is resized). Returns `[T, S, S, C]` (or `[T, S, S]`) uint8: `out`
+    itself when given (each `out[i]` must be a contiguous image). Bilinear, half-pixel centres.
+    When the box falls on whole pixels of this resolution (always for the source resolution)
+    the crop is a slice plus one resize; otherwise an affine warp samples the exact sub-pixel box.
     """
-    if not frames:
-        raise ValueError("no frames to crop")
-    h, w = frames[0].shape[:2]
-    x1, y1, x2, y2 = view.crop[0] * w, view.crop[1] * h, view.crop[2] * w, view.crop[3] * h
-    out = np.empty((len(frames), size, size) + frames[0].shape[2:], dtype=np.uint8)
-    snapped = [round(v) for v in (x1, y1, x2, y2)]
-    exact = all(abs(v - s) < 1e-6 for v, s in zip((x1, y1, x2, y2), snapped)) and snapped[2] > snapped[0] and snapped[3] > snapped[1]
-    if not exact:
-        sx, sy = (x2 - x1) / size, (y2 - y1) / size
-        # Destination pixel (j, i) samples source (sx*j + x1 + sx/2 - 1/2, ...) in pixel-centre coordinates.
-        m = np.array([[sx, 0.0, x1 + 0.5 * sx - 0.5], [0.0, sy, y1 + 0.5 * sy - 0.5]], dtype=np.float64)
+    box = m = None
+    n = 0
     for i, f in enumerate(frames):
-        if f.shape[:2] != (h, w):
+        if box is None:
+            h, w = f.shape[:2]
+            x1, y1, x2, y2 = view.crop[0] * w, view.crop[1] * h, view.crop[2] * w, view.crop[3] * h
+            box = [round(v) for v in (x1, y1, x2, y2)]
+            exact = all(abs(v - s) < 1e-6 for v, s in zip((x1, y1, x2, y2), box)) and box[2] > box[0] and box[3] > box[1]
+            if not exact:
+                sx, sy = (x2 - x1) / size, (y2 - y1) / size
+                # Destination pixel (j, i) samples source (sx*j + x1 + sx/2 - 1/2, ...) in pixel-centre coordinates.
+                m = np.array([[sx, 0.0, x1 + 0.5 * sx - 0.5], [0.0, sy, y1 + 0.5 * sy - 0.5]], dtype=np.float64)
+            if out is None:
+                out = np.empty((len(frames), size, size) + f.shape[2:], dtype=np.uint8)  # type: ignore[arg-type]
+        elif f.shape[:2] != (h, w):
             raise ValueError(f"frame {i} has size {f.shape[:2]}, expected {(h, w)} like the clip's first frame")
-        if exact:
-            cv2.resize(f[snapped[1]:snapped[3], snapped[0]:snapped[2]], (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
+        if m is None:
+            cv2.resize(f[box[1]:box[3], box[0]:box[2]], (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
         else:
             cv2.warpAffine(f, m, (size, size), dst=out[i], flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
         if view.flip:
             cv2.flip(out[i], 1, dst=out[i])
+        n += 1
+    if box is None:
+        raise ValueError("no frames to crop")
+    if n != len(out):
+        raise ValueError(f"{n} frames for an output of {len(out)}")
     return out
 
 

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from egodistill.config import AudioConfig, Config, DataConfig
 from egodistill.data.audio import log_mel
 from egodistill.data.modalities import MODALITIES, Segment
-from egodistill.data.modalities.audio import nearest_columns, segment_starts, spectrogram_video
+from egodistill.data.modalities.audio import AudioModality, nearest_columns, segment_starts, spectrogram_video
 from egodistill.data.modalities.flow import flow_numbers
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, draw_train_view
@@ -288,16 +288,17 @@ def _naive_audio(wave: np.ndarray, sr: int, frames: np.ndarray, fps: float, acfg
     return torch.stack(out)
 
 
-def test_audio_equals_the_plain_definition_with_zero_padding_at_the_edges():
+@pytest.mark.parametrize("n_mels", [24, 32, 48])  # fewer bands than S (rows repeated on the device), as many, more
+def test_audio_equals_the_plain_definition_with_zero_padding_at_the_edges(n_mels):
     sr, fps = 8000, 25.0
-    acfg = AudioConfig(segment_seconds=0.3, n_fft=256, win_length=64, hop_length=32, n_mels=24)
+    acfg = AudioConfig(segment_seconds=0.3, n_fft=256, win_length=64, hop_length=32, n_mels=n_mels)
     t = np.arange(int(2.0 * sr)) / sr
     wave = (0.5 * np.sin(2 * np.pi * 700 * t) * (t > 1.0) + 0.01 * np.random.default_rng(0).standard_normal(len(t)))
     store = FakeAudio(wave, sr)
     cfg = Config(data=DataConfig(size=S, audio=acfg))
     view = ViewParams(np.array([0, 10, 30, 49]), 1.0, (0.0, 0.0, 1.0, 1.0), True, 0)  # flip has no effect on audio
     raw = MODALITIES["audio"].load(store, SAMPLE, view, cfg, False, segment=Segment("v1", 1, 50, 1, fps, (H, W)))
-    assert raw.shape == (4, 1, S, S)  # one channel in the batch
+    assert raw.shape == (4, 1, min(n_mels, S), S)  # one channel of mel-band rows in the batch
     x = MODALITIES["audio"].normalize(raw)  # the model's three, as model_input gives them
     ref = _naive_audio(wave, sr, 1 + view.frames, fps, acfg, S)
     assert x.shape == (4, 3, S, S)
@@ -323,6 +324,17 @@ def test_audio_training_masks_are_seeded_by_the_view_and_set_to_the_mean():
     b = spectrogram_video(wave, starts, length, sr, acfg, S, np.random.default_rng(1))
     assert torch.equal(a, b) and not torch.equal(a, plain)
     assert (a == 0).any() and not (plain == 0).any()
+    # A frequency mask silences whole mel bands: after the device's row resize, every output row
+    # that reads a masked band is zero, and the unmasked rows are untouched.
+    no_stretch = AudioConfig(**{**acfg.__dict__, "time_mask": 0, "time_stretch": 0.0})
+    full = AudioModality().normalize(spectrogram_video(wave, starts, length, sr, no_stretch, S))[:, 0]  # [T, S, S]
+    masked = AudioModality().normalize(spectrogram_video(wave, starts, length, sr, no_stretch, S, np.random.default_rng(1)))[:, 0]
+    band = torch.from_numpy(nearest_columns(acfg.n_mels, S))  # band of each output row
+    zeros = [(masked[i] == 0).all(1) for i in range(len(starts))]  # [S] rows of each segment
+    assert any(z.any() for z in zeros)  # (a mask may be drawn 0 bands wide)
+    for i, zero in enumerate(zeros):
+        assert torch.equal(zero, torch.isin(band, band[zero]))
+        torch.testing.assert_close(masked[i][~zero], full[i][~zero], atol=0, rtol=0)
     # Through the modality: the same view gives the same input, as a replayed cached view must.
     cfg = Config(data=DataConfig(size=S, audio=acfg))
     store = FakeAudio(wave.numpy(), sr)

@@ -8,9 +8,9 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
-from egodistill.data.modalities.rgb import decode_jpegs, pick, read_unique
+from egodistill.data.modalities.rgb import decode_crop_resize, read_unique
 from egodistill.data.records import Sample
-from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, crop_resize, normalize_lut, normalize_uint8
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, normalize_lut, normalize_uint8
 
 
 def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, stride: int, flow_count: int,
@@ -52,22 +52,6 @@ def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> t
     return x
 
 
-def flow_to_uint8(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> torch.Tensor:
-    """Return cropped uint8 flow u, v `[T, S, S]` as uint8 `[T, C, S, S]`; normalised, it equals
-    `flow_to_tensor` (a flip reads u as 255 - u; the third channel is 0)."""
-    t, s = u.shape[0], u.shape[1]
-    x = torch.empty((t, channels, s, s), dtype=torch.uint8)
-    dst = x.numpy()
-    if channels == 3:
-        dst[:, 2] = 0
-    if flip:
-        np.subtract(255, u, out=dst[:, 0], casting="unsafe")
-    else:
-        dst[:, 0] = u
-    dst[:, 1] = v
-    return x
-
-
 class FlowModality(Modality):
     name = "flow"
 
@@ -93,13 +77,22 @@ class FlowModality(Modality):
                                store.num_frames(vid, **kw), stored_first=stored_first)
         (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns, **kw), numbers)
         what = f"{store_name(store)}: video {vid}"
-        u = decode_jpegs(us, grey=True, what=what + " (u)", numbers=uniq)
-        v = decode_jpegs(vs, grey=True, what=what + " (v)", numbers=uniq)
-        u = pick(crop_resize(u, view, cfg.data.size), inverse)  # [T, S, S] uint8
-        v = pick(crop_resize(v, view, cfg.data.size), inverse)
-        if cfg.data.uint8_frames:
-            return flow_to_uint8(u, v, view.flip, self.channels(cfg))
-        return flow_to_tensor(u, v, view.flip, self.channels(cfg))
+        size, channels = cfg.data.size, self.channels(cfg)
+        if not cfg.data.uint8_frames:
+            u = decode_crop_resize(us, uniq, inverse, view, size, grey=True, what=what + " (u)")  # [T, S, S] uint8
+            v = decode_crop_resize(vs, uniq, inverse, view, size, grey=True, what=what + " (v)")
+            return flow_to_tensor(u, v, view.flip, channels)
+        # uint8: u and v resized straight into their channels. Normalised (`normalize`), this
+        # equals flow_to_tensor: a flip reads u as 255 - u, the third channel is 0.
+        x = torch.empty((len(numbers), channels, size, size), dtype=torch.uint8)
+        dst = x.numpy()
+        decode_crop_resize(us, uniq, inverse, view, size, grey=True, what=what + " (u)", out=dst[:, 0])
+        decode_crop_resize(vs, uniq, inverse, view, size, grey=True, what=what + " (v)", out=dst[:, 1])
+        if view.flip:
+            np.subtract(255, dst[:, 0], out=dst[:, 0])
+        if channels == 3:
+            dst[:, 2] = 0
+        return x
 
     def normalize(self, x):
         """Normalise uint8 flow `[..., C, S, S]` as `flow_to_tensor` does (float input passes through)."""

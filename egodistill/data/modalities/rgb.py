@@ -1,6 +1,8 @@
 """RGB frames: decode a clip's JPEGs, crop/resize on uint8, jitter (training), normalise last."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 import cv2
 import numpy as np
 import torch
@@ -16,19 +18,22 @@ from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color
 cv2.setNumThreads(1)
 
 
-def decode_jpegs(blobs: list[bytes], *, grey: bool, what: str, numbers) -> list[np.ndarray]:
-    """Return each JPEG blob decoded to uint8 `[H, W, 3]` RGB (or `[H, W]` grey).
+def decoded(blobs: Iterable[bytes], *, grey: bool, what: str, numbers) -> Iterator[np.ndarray]:
+    """Yield each JPEG blob decoded to uint8 `[H, W, 3]` RGB (or `[H, W]` grey), one at a time.
 
     `what` and `numbers` name the store/video and frame numbers in the error of a bad blob.
     """
     flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR_RGB
-    out = []
     for b, n in zip(blobs, numbers):
         img = cv2.imdecode(np.frombuffer(b, dtype=np.uint8), flag)
         if img is None:
             raise ValueError(f"{what}: frame {int(n)} is not a decodable JPEG ({len(b)} bytes)")
-        out.append(img)
-    return out
+        yield img
+
+
+def decode_jpegs(blobs: list[bytes], *, grey: bool, what: str, numbers) -> list[np.ndarray]:
+    """Return each JPEG blob decoded (see `decoded`)."""
+    return list(decoded(blobs, grey=grey, what=what, numbers=numbers))
 
 
 def read_unique(read, numbers: np.ndarray):
@@ -40,11 +45,23 @@ def read_unique(read, numbers: np.ndarray):
     return read([int(n) for n in uniq]), uniq, inverse
 
 
-def pick(frames: np.ndarray, inverse: np.ndarray) -> np.ndarray:
-    """Return `frames[inverse]`, or `frames` itself when that is every frame once in order (no copy)."""
-    if len(inverse) == len(frames) and np.array_equal(inverse, np.arange(len(frames))):
-        return frames
-    return frames[inverse]
+def decode_crop_resize(blobs: list[bytes], uniq: np.ndarray, inverse: np.ndarray, view: ViewParams, size: int, *,
+                       grey: bool, what: str, out: np.ndarray | None = None) -> np.ndarray:
+    """Return the view's frames `[T, S, S, 3]` (grey: `[T, S, S]`) uint8 from the JPEGs of the
+    distinct frames `uniq` (frame t is `uniq[inverse[t]]`): decoded, cropped, resized, flipped.
+
+    Each frame is resized right after it is decoded, while it is in cache. Written into `out`
+    when given (each `out[t]` a contiguous image), e.g. a channel of the modality's tensor.
+    """
+    shape = (len(inverse), size, size) + (() if grey else (3,))
+    frames = decoded(blobs, grey=grey, what=what, numbers=uniq)
+    if len(inverse) == len(uniq) and np.array_equal(inverse, np.arange(len(uniq))):  # every frame once, in order
+        return crop_resize(frames, view, size, out=np.empty(shape, np.uint8) if out is None else out)
+    got = crop_resize(frames, view, size, out=np.empty((len(uniq),) + shape[1:], np.uint8))
+    if out is None:
+        return got[inverse]
+    out[...] = got[inverse]
+    return out
 
 
 class RGBModality(Modality):
@@ -64,8 +81,8 @@ class RGBModality(Modality):
         numbers = segment.frame_numbers(view)
         kw = segment_kwargs(store, sample)
         blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
-        frames = decode_jpegs(blobs, grey=False, what=f"{store_name(store)}: video {segment.video_id}", numbers=uniq)
-        out = pick(crop_resize(frames, view, cfg.data.size), inverse)  # [T, S, S, 3] uint8
+        out = decode_crop_resize(blobs, uniq, inverse, view, cfg.data.size, grey=False,
+                                 what=f"{store_name(store)}: video {segment.video_id}")  # [T, S, S, 3] uint8
         if train and cfg.data.color_jitter > 0:
             x = normalize_frames(out, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # [T, 3, S, S] in [0, 1]
             x = color_jitter(x, view.color_seed, cfg.data.color_jitter)
