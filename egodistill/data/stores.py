@@ -188,11 +188,14 @@ def _read_elements(ds: h5py.Dataset, indices: Sequence[int], what: str, numbers:
         return []
     uniq = sorted(set(int(i) for i in indices))
     lo, hi = uniq[0], uniq[-1] + 1
+    step = uniq[1] - lo if len(uniq) > 1 else 1
     if hi - lo <= len(uniq) + 2:
         # A (nearly) consecutive run, as flow frames are: one slice read is cheaper than h5py's
         # point selection.
         run = ds[lo:hi]
         block = [run[i - lo] for i in uniq]
+    elif uniq == list(range(lo, hi, step)):
+        block = ds[lo:hi:step]  # evenly spaced (a dense clip's stride): one strided hyperslab
     else:
         block = ds[uniq] if len(uniq) > 1 else [ds[uniq[0]]]  # point selection: increasing indices
     got = {i: _as_bytes(b) for i, b in zip(uniq, block)}

@@ -52,6 +52,22 @@ def test_rgb_round_trip_keeps_numbering_and_order(tmp_path):
     assert s.layout == "ours" and open_store("rgb", path).read_frames("P01_01", [2]) == [blobs[1]]
 
 
+@pytest.mark.parametrize("numbers", [
+    [3, 4, 5, 6, 7],  # a consecutive run: one slice read
+    [4, 5, 7, 8, 10],  # nearly consecutive: the run, then picked
+    [2, 5, 8, 11, 14, 17],  # evenly spaced (a clip's stride): one strided read
+    [17, 2, 8, 14, 5, 11, 2],  # the same, asked out of order with a repeat
+    [1, 2, 9, 20],  # irregular: point selection
+    [12],
+])
+def test_every_read_path_returns_the_frames_asked_for(tmp_path, numbers):
+    path = tmp_path / "rgb.h5"
+    blobs = [_jpeg(i, w=8 + i) for i in range(20)]  # every frame a different size
+    with RGBWriter(path) as w:
+        w.add_video("v", blobs, fps=30.0, first_frame=1)
+    assert RGBStore(path).read_frames("v", numbers) == [blobs[n - 1] for n in numbers]
+
+
 def test_missing_video_and_frame_name_store_video_and_frame(tmp_path):
     path = tmp_path / "rgb.h5"
     _rgb_store(path, {"P01_01": 4})
