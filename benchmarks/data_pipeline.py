@@ -10,8 +10,9 @@ thread, batches built in this process as one DataLoader worker builds them):
 * decoder: ms per frame of cv2.imdecode vs torchvision.io.decode_jpeg (RGB and grey);
 * decode-only: decoding exactly the JPEGs each clip reads (its distinct frames), nothing else:
   the limit of any pipeline that decodes JPEGs;
-* pipeline: `collate([MultimodalDataset[i] for i in batch])` (read from HDF5, decode,
-  crop/resize, flip, audio log-mel, then the batch's stack: what a worker hands the trainer), for
+* pipeline: `collate(MultimodalDataset.__getitems__(batch))` (read from HDF5, decode,
+  crop/resize, flip, audio log-mel, each item written into the batch: what a DataLoader worker
+  hands the trainer), for
   rgb and for rgb+flow+audio; ratio = pipeline / decode-only. The items' views are the clips the
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
   row keeps the best round of each.
@@ -179,8 +180,9 @@ def main(argv: list[str] | None = None) -> None:
                 cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_GRAYSCALE)
 
         def batch(ds):
-            # ds[i] draws the same training view of sample i (epoch 0) as `views` holds.
-            return lambda k: collate([ds[(k * args.batch + j) % n] for j in range(args.batch)])
+            # What a DataLoader worker does for one batch: fetch the items (__getitems__), collate.
+            # Item i is drawn with the same training view of sample i (epoch 0) as `views` holds.
+            return lambda k: collate(ds.__getitems__([(k * args.batch + j) % n for j in range(args.batch)]))
 
         rows = []
         for name, ds, limit in (("rgb", rgb_ds, decode_rgb), ("rgb+flow+audio", full_ds, decode_all)):

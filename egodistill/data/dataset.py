@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from egodistill.config import Config, resolve_path
 from egodistill.data.allocator import keep_freed_buffers
-from egodistill.data.modalities import MODALITIES, Segment, get_modality, stack_keep_layout
+from egodistill.data.modalities import MODALITIES, Segment, empty_stack_like, get_modality, same_memory, stack_keep_layout
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
 
@@ -181,21 +181,30 @@ class MultimodalDataset(Dataset):
         seg = self.segment(index)
         return test_views(seg.num_frames, self.cfg.data, seg.src_hw)
 
-    def load(self, index: int, views: list[ViewParams]) -> dict[str, Any]:
-        """Return the item of sample `index` seen through `views` (also replays cached views)."""
+    def load(self, index: int, views: list[ViewParams], out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Return the item of sample `index` seen through `views` (also replays cached views).
+
+        `out`: {modality: tensor `[V, ...]`} slots of batch buffers that the loaders may write
+        into (see `__getitems__`); the item holds whatever they returned.
+        """
         sample = self.samples[index]
         seg = self.segment(index)
         item: dict[str, Any] = {}
         for name in self.modalities:
             mod = MODALITIES[name]
             store = self.store(name)
+            slot = None if out is None else out.get(name)
             try:
-                per_view = [mod.load(store, sample, v, self.cfg, self.train, segment=seg) for v in views]
+                per_view = [mod.load(store, sample, v, self.cfg, self.train, segment=seg,
+                                     out=None if slot is None else slot[j]) for j, v in enumerate(views)]
             except (KeyError, IndexError) as e:  # a video or frame the store does not have
                 raise KeyError(f"{name} store {self.paths[name]}: sample {sample.id} (video {sample.video_id}): {e}") from e
             except ValueError as e:  # e.g. an undecodable frame
                 raise ValueError(f"{name} store {self.paths[name]}: sample {sample.id} (video {sample.video_id}): {e}") from e
-            item[name] = mod.collate(per_view)
+            if slot is not None and all(isinstance(p, torch.Tensor) and same_memory(p, slot[j]) for j, p in enumerate(per_view)):
+                item[name] = slot  # every view was written in place
+            else:
+                item[name] = mod.collate(per_view)
         item["labels"] = dict(sample.labels)
         item["id"] = sample.id
         item["index"] = index
@@ -206,13 +215,44 @@ class MultimodalDataset(Dataset):
         return len(self.samples)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.get(index)
+
+    def get(self, index: int, out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+        """Return item `index` (its training view, or all its test views); `out` as in `load`.
+        Datasets that build items another way override this."""
         if self.train:
             views = [self.draw_view(index, self.rng(index))]
         else:
             views = self.test_views(index)
         if self.frame_step > 1:
             views = [v.subsample(self.frame_step) for v in views]
-        return self.load(index, views)
+        return self.load(index, views, out)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        """Return the items of `indices`, as a DataLoader worker fetches a batch (`get` each).
+
+        Each tensor entry of the batch gets one buffer `[B, ...]`, laid out like the first
+        item's; the loaders write the later items straight into their slots (or their results
+        are copied there), and `collate` hands each buffer out without stacking: the batch is
+        written once instead of twice.
+        """
+        buffers: dict[str, torch.Tensor] = {}
+        items = []
+        for b, index in enumerate(indices):
+            item = self.get(index, {k: buf[b] for k, buf in buffers.items()} if b else None)
+            if len(indices) > 1:
+                for key, t in item.items():
+                    if not isinstance(t, torch.Tensor) or key == "views":
+                        continue
+                    if b == 0:
+                        buffers[key] = empty_stack_like(t, len(indices))
+                    if key in buffers and buffers[key][b].shape == t.shape:
+                        slot = buffers[key][b]
+                        if not same_memory(t, slot):
+                            slot.copy_(t)
+                        item[key] = slot
+            items.append(item)
+        return items
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:

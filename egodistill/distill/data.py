@@ -56,22 +56,26 @@ class IndependentViewsDataset(MultimodalDataset):
         self.teacher_modalities = list(teacher_modalities)
         self.student_modality = student_modality
 
-    def _load_only(self, index: int, views: list[ViewParams], modalities: list[str]) -> dict[str, Any]:
+    def _load_only(self, index: int, views: list[ViewParams], modalities: list[str],
+                   out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         kept = self.modalities
         try:
             self.modalities = modalities
-            return self.load(index, views)
+            return self.load(index, views, out)
         finally:
             self.modalities = kept
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def get(self, index: int, out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         if not self.train:
-            return super().__getitem__(index)
+            return super().get(index, out)
+        out = out or {}
         rng = self.rng(index)
         student_view = self.draw_view(index, rng)
         teacher_view = self.draw_view(index, rng)  # the next draw of the same generator: independent
-        item = self._load_only(index, [student_view], [self.student_modality])
-        teacher = self._load_only(index, [teacher_view], self.teacher_modalities)
+        s = self.student_modality
+        item = self._load_only(index, [student_view], [s], {s: out[s]} if s in out else None)
+        teacher = self._load_only(index, [teacher_view], self.teacher_modalities,
+                                  {m: out[TEACHER_PREFIX + m] for m in self.teacher_modalities if TEACHER_PREFIX + m in out})
         for m in self.teacher_modalities:
             item[TEACHER_PREFIX + m] = teacher[m]
         item["teacher_views"] = teacher["views"]
@@ -96,10 +100,10 @@ class CachedViewsDataset(MultimodalDataset):
         """Return the cached view that sample `index` replays in the current epoch."""
         return replay_choice(int(self.cfg.train.seed), self.epoch, index, self.cache.views)
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
+    def get(self, index: int, out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         k = self.choice(index)
         view = ViewParams.from_array(self.cache.view(index, k))
-        item = self.load(index, [view])
+        item = self.load(index, [view], out)
         item["teacher_logits"] = {h: torch.from_numpy(np.asarray(v, dtype=np.float32)) for h, v in self.cache.logits(index, k).items()}
         return item
 

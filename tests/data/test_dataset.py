@@ -102,6 +102,32 @@ def test_loader_with_two_workers_gives_the_batches_of_the_main_process(synth_con
     assert sorted(ids) == sorted(s.id for s in ds.samples)
 
 
+def _assert_batches_equal(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys() and a["id"] == b["id"]
+    for key, x in a.items():
+        if isinstance(x, torch.Tensor):
+            assert x.dtype == b[key].dtype and torch.equal(x, b[key]), key
+        elif isinstance(x, dict):
+            assert x.keys() == b[key].keys() and all(torch.equal(x[k], b[key][k]) for k in x), key
+
+
+@pytest.mark.parametrize("train,jitter", [(True, 0.0), (True, 0.3), (False, 0.0)])
+def test_a_fetched_batch_equals_the_items_collated_and_is_written_once(synth_config, train, jitter):
+    # DataLoaders fetch a batch with __getitems__: items written into one buffer per modality.
+    cfg = _small(synth_config, color_jitter=jitter)  # jitter: float RGB, copied into the buffer
+    ds = build_dataset(cfg, "train", train=train, modalities=ALL)
+    ds.set_epoch(1)
+    idx = [3, 0, 5, 1]
+    items = ds.__getitems__(idx)
+    batch = collate(items)
+    _assert_batches_equal(batch, collate([ds[i] for i in idx]))
+    for m in ("rgb", "flow", "audio"):
+        # collate handed out the buffer the items live in: no second copy of the batch
+        assert batch[m].data_ptr() == items[0][m].data_ptr()
+        assert all(torch.equal(batch[m][b], items[b][m]) for b in range(len(idx)))
+    assert batch["flow"].dtype == torch.uint8 and batch["audio"].shape[2:4] == (4, 1)
+
+
 def test_epoch_shuffle_sampler_is_a_permutation_fixed_per_epoch(synth_config):
     ds = build_dataset(_small(synth_config), "train", train=True, modalities=["layout"])
     sampler = EpochShuffleSampler(ds, seed=3)

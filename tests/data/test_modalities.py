@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from egodistill.config import AudioConfig, Config, DataConfig
 from egodistill.data.audio import log_mel
-from egodistill.data.modalities import MODALITIES, Segment
+from egodistill.data.modalities import MODALITIES, Segment, empty_stack_like
 from egodistill.data.modalities.audio import AudioModality, nearest_columns, segment_starts, spectrogram_video
 from egodistill.data.modalities.flow import flow_numbers
 from egodistill.data.records import Sample
@@ -142,6 +142,13 @@ def test_uint8_frames_normalised_on_the_device_equal_the_loaders_float_path(flip
         assert as_uint8.dtype == torch.uint8 and as_float.dtype == torch.float32
         torch.testing.assert_close(MODALITIES[name].normalize(as_uint8), as_float, atol=1e-5, rtol=0)
         assert MODALITIES[name].normalize(as_float) is as_float  # float input passes through
+        # Given a slot of a batch buffer laid out like its output, the loader writes there.
+        slot = empty_stack_like(as_uint8, 2)[1]
+        written = MODALITIES[name].load(store, SAMPLE, view, _cfg(), True, segment=_segment(), out=slot)
+        assert written.data_ptr() == slot.data_ptr() and torch.equal(slot, as_uint8)
+        # A slot of another layout is ignored, not written wrongly.
+        other = torch.zeros_like(as_uint8, memory_format=torch.contiguous_format if name == "rgb" else torch.channels_last)
+        assert torch.equal(MODALITIES[name].load(store, SAMPLE, view, _cfg(), True, segment=_segment(), out=other), as_uint8)
 
 
 def test_rgb_reads_the_view_frames_once_each_and_normalises():
@@ -298,6 +305,9 @@ def test_audio_equals_the_plain_definition_with_zero_padding_at_the_edges(n_mels
     cfg = Config(data=DataConfig(size=S, audio=acfg))
     view = ViewParams(np.array([0, 10, 30, 49]), 1.0, (0.0, 0.0, 1.0, 1.0), True, 0)  # flip has no effect on audio
     raw = MODALITIES["audio"].load(store, SAMPLE, view, cfg, False, segment=Segment("v1", 1, 50, 1, fps, (H, W)))
+    slot = empty_stack_like(raw, 3)[2]
+    written = MODALITIES["audio"].load(store, SAMPLE, view, cfg, False, segment=Segment("v1", 1, 50, 1, fps, (H, W)), out=slot)
+    assert written.data_ptr() == slot.data_ptr() and torch.equal(slot, raw)  # written in place
     assert raw.shape == (4, 1, min(n_mels, S), S)  # one channel of mel-band rows in the batch
     x = MODALITIES["audio"].normalize(raw)  # the model's three, as model_input gives them
     ref = _naive_audio(wave, sr, 1 + view.frames, fps, acfg, S)
@@ -370,3 +380,14 @@ def test_stack_keep_layout_equals_stack_and_keeps_each_items_memory_order():
     assert x.is_contiguous() and torch.allclose(x, MODALITIES["rgb"].normalize(torch.stack(views)))
     plain = [torch.randn(2, 3) for _ in range(2)]
     assert stack_keep_layout(plain).is_contiguous() and torch.equal(stack_keep_layout(plain), torch.stack(plain))
+    # The consecutive slices of one buffer come back as that buffer; any other order is copied.
+    buffer = torch.randn(3, 4, 5).permute(0, 2, 1)
+    slices = [buffer[i] for i in range(3)]
+    assert stack_keep_layout(slices).data_ptr() == buffer.data_ptr() and torch.equal(stack_keep_layout(slices), buffer)
+    for order in ([2, 1, 0], [0, 2], [0, 0, 1]):
+        got = stack_keep_layout([buffer[i] for i in order])
+        assert torch.equal(got, buffer[order])
+        got.add_(1.0)  # a copy: the buffer is untouched
+        assert not torch.equal(got, buffer[order])
+    halves = torch.randn(4, 6)[:, :3]  # slices with gaps between them: copied
+    assert torch.equal(stack_keep_layout([halves[i] for i in range(4)]), halves)

@@ -70,6 +70,11 @@ def test_independent_views_differ_and_each_side_is_reproducible(synth_config):
             assert torch.equal(item["teacher:" + m], again[m])
         assert "flow" not in item  # the teachers' modalities only under teacher:*
     assert differ == len(ds)
+    # A DataLoader's batch fetch (student and teacher buffers apart) gives the same items.
+    fetched, one_by_one = collate(ds.__getitems__([2, 0, 1])), collate([ds[2], ds[0], ds[1]])
+    for key in ("rgb", "teacher:rgb", "teacher:flow", "teacher:audio", "teacher_views"):
+        assert torch.equal(fetched[key], one_by_one[key]), key
+    assert not torch.equal(fetched["rgb"], fetched["teacher:rgb"])
     batch = collate([ds[0], ds[1]])
     tb = teacher_batch(batch)
     assert torch.equal(tb["rgb"], batch["teacher:rgb"]) and torch.equal(tb["views"], batch["teacher_views"])
@@ -105,6 +110,8 @@ def test_cache_build_and_replay_are_consistent(synth_config, tmp_path):
             assert torch.equal(item["teacher_logits"]["verb"], torch.from_numpy(cache.logits(i, k)["verb"]).float())
     batch = collate([replay[0], replay[1]])
     assert batch["teacher_logits"]["noun"].shape == (2, 4)
+    fetched = collate(replay.__getitems__([0, 1]))
+    assert torch.equal(fetched["rgb"], batch["rgb"]) and torch.equal(fetched["teacher_logits"]["noun"], batch["teacher_logits"]["noun"])
 
 
 def test_cache_for_other_samples_is_refused(synth_config, tmp_path):

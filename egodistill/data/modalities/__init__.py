@@ -66,8 +66,14 @@ class Modality:
         """Return the store reader for `path` (lazy, read-only)."""
         raise NotImplementedError
 
-    def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> Any:
-        """Return the modality's input for one view of `sample`."""
+    def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
+             out: torch.Tensor | None = None) -> Any:
+        """Return the modality's input for one view of `sample`.
+
+        `out`, when given, is where the caller would like the result: a tensor shaped and laid
+        out like an earlier result of this modality (a slot of a batch buffer). A loader may
+        write there and return it, or ignore it; the caller copies what it gets where needed.
+        """
         raise NotImplementedError
 
     def normalize(self, x: Any) -> Any:
@@ -97,16 +103,74 @@ def stack_keep_layout(tensors: list[torch.Tensor]) -> torch.Tensor:
     `torch.stack` would transpose every element into a contiguous batch, a slow strided copy
     for uint8. Stacked in their own layout, each tensor is one memcpy, and the transposition
     happens once, fused into the normalisation on the device (`views.normalize_uint8`).
+    Tensors that already are the consecutive slices of one buffer (`MultimodalDataset.__getitems__`
+    wrote them there) are returned as that buffer, without a copy.
     """
     first = tensors[0]
+    whole = _as_one_buffer(tensors)
+    if whole is not None:
+        return whole
     if first.is_contiguous() or any(t.stride() != first.stride() for t in tensors):
         return torch.stack(tensors)
-    order = sorted(range(first.dim()), key=lambda d: -first.stride(d))  # memory order, outermost first
-    out = torch.empty((len(tensors), *(first.shape[d] for d in order)), dtype=first.dtype)
-    out = out.permute(0, *(1 + order.index(d) for d in range(first.dim())))  # [N, *shape]
+    out = empty_stack_like(first, len(tensors))
     for i, t in enumerate(tensors):
         out[i].copy_(t)
     return out
+
+
+def empty_stack_like(t: torch.Tensor, n: int) -> torch.Tensor:
+    """Return an uninitialised `[n, *t.shape]` tensor whose slices are laid out in memory as `t` is."""
+    order = sorted(range(t.dim()), key=lambda d: -t.stride(d))  # memory order, outermost first
+    out = torch.empty((n, *(t.shape[d] for d in order)), dtype=t.dtype)
+    return out.permute(0, *(1 + order.index(d) for d in range(t.dim())))  # [n, *shape]
+
+
+def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Return True when `a` and `b` are the same elements of the same memory (the strides of
+    dimensions of size 1 do not matter)."""
+    if a.dtype != b.dtype or a.shape != b.shape or a.data_ptr() != b.data_ptr():
+        return False
+    return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
+
+
+def _is_dense(t: torch.Tensor) -> bool:
+    """Return True when `t` covers a gap-free block of memory (a permutation of a contiguous tensor)."""
+    expected = 1
+    for d in sorted(range(t.dim()), key=lambda d: t.stride(d)):
+        if t.shape[d] == 1:
+            continue
+        if t.stride(d) != expected:
+            return False
+        expected *= t.shape[d]
+    return True
+
+
+def _as_one_buffer(tensors: list[torch.Tensor]) -> torch.Tensor | None:
+    """Return `[N, *shape]` viewing the memory of `tensors` when they are consecutive, equally laid
+    out, gap-free slices of one buffer (tensor i at offset i * numel); else None."""
+    first = tensors[0]
+    n = first.numel()
+    if len(tensors) < 2 or n == 0 or not _is_dense(first):
+        return None
+    ptr, offset = first.untyped_storage().data_ptr(), first.storage_offset()
+    for i, t in enumerate(tensors):
+        if t.untyped_storage().data_ptr() != ptr or t.storage_offset() != offset + i * n:
+            return None
+    whole = first.as_strided((len(tensors), *first.shape), (n, *first.stride()), first.storage_offset())
+    if all(same_memory(t, whole[i]) for i, t in enumerate(tensors)):
+        return whole
+    return None
+
+
+def writable(out: torch.Tensor | None, perm: tuple[int, ...], shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray | None:
+    """Return `out.permute(perm)` as a numpy array a loader can write its result into, when it is
+    C-contiguous, of `shape` and `dtype`; else None (the loader allocates its own)."""
+    if out is None or out.dtype != dtype:
+        return None
+    arr = out.permute(*perm)
+    if tuple(arr.shape) != tuple(shape) or not arr.is_contiguous():
+        return None
+    return arr.numpy()
 
 
 def _registry() -> dict[str, Modality]:

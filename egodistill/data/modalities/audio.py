@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from egodistill.config import AudioConfig, Config
 from egodistill.data.audio import log_mel_frames, num_stft_frames
-from egodistill.data.modalities import Modality, Segment, store_name
+from egodistill.data.modalities import Modality, Segment, store_name, writable
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
 
@@ -45,7 +45,7 @@ def segment_starts(frame_numbers: np.ndarray, first_frame: int, fps: float, samp
 
 def spectrogram_video(
     wave: torch.Tensor, starts: np.ndarray, length: int, sample_rate: int, acfg: AudioConfig, size: int,
-    rng: np.random.Generator | None = None,
+    rng: np.random.Generator | None = None, out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Return the normalised log-mel "video" `[T, 1, R, S]` of segments `wave[s : s + length]`.
 
@@ -58,7 +58,7 @@ def spectrogram_video(
 
     The tensor is a view `[T, 1, R, S]` of memory laid out `[T, S, R]` (each column's bands
     together): built by one gather of whole frames, ~15x faster than writing each image row by
-    row; `collate` keeps that layout.
+    row; `collate` keeps that layout. Written into `out` (returned) when it has that layout.
     """
     t = len(starts)
     n_cols = num_stft_frames(length, acfg.hop_length)
@@ -76,8 +76,13 @@ def spectrogram_video(
     if acfg.n_mels > size:
         db = db[:, torch.from_numpy(bands)]  # [U, S]
     # Column j of segment i is distinct frame index[i, j]: one row gather of whole frames.
-    x = torch.index_select(db, 0, index.view(-1)).view(t, size, len(bands))  # [T, S, R]
-    x = x.transpose(1, 2).unsqueeze(1)  # [T, 1, R, S] view
+    dst = writable(out, (0, 1, 3, 2), (t, 1, size, len(bands)), torch.float32)
+    if dst is None:
+        x = torch.index_select(db, 0, index.view(-1)).view(t, size, len(bands))  # [T, S, R]
+        x = x.transpose(1, 2).unsqueeze(1)  # [T, 1, R, S] view
+    else:
+        torch.index_select(db, 0, index.view(-1), out=torch.from_numpy(dst).view(t * size, len(bands)))
+        x = out
     if rng is not None:
         for i in range(t):
             if acfg.freq_mask > 0:
@@ -117,7 +122,8 @@ class AudioModality(Modality):
 
         return AudioStore(path)
 
-    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
+             out: torch.Tensor | None = None) -> torch.Tensor:
         """Return the view's log-mel video as float32 `[T, 1, R, S]`, R = min(n_mels, S) (see
         `spectrogram_video` and `normalize`)."""
         acfg = cfg.data.audio
@@ -129,7 +135,7 @@ class AudioModality(Modality):
         if wave.shape[0] != hi - lo:
             raise ValueError(f"{store_name(store)}: video {segment.video_id}: read {wave.shape[0]} samples, expected {hi - lo}")
         rng = np.random.default_rng([view.color_seed, 0xA0D10]) if train else None
-        return spectrogram_video(wave, starts - lo, length, sr, acfg, cfg.data.size, rng)
+        return spectrogram_video(wave, starts - lo, length, sr, acfg, cfg.data.size, rng, out)
 
     def normalize(self, x):
         """Return log-mel videos `[..., 1, R, S]` (see `spectrogram_video`) as the `[..., 3, S, S]`

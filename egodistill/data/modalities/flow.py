@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
+from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name, writable
 from egodistill.data.modalities.rgb import decode_crop_resize, read_unique
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, normalize_lut, normalize_uint8
@@ -65,9 +65,11 @@ class FlowModality(Modality):
 
         return FlowStore(path)
 
-    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
+             out: torch.Tensor | None = None) -> torch.Tensor:
         """Return the view's flow `[T, C, S, S]` (C = data.flow_channels): uint8 (128 = no motion;
-        `data.uint8_frames`, see `normalize`) or float32 normalised."""
+        `data.uint8_frames`, see `normalize`; written into `out` when it is contiguous) or float32
+        normalised."""
         vid = segment.video_id
         kw = segment_kwargs(store, sample)
         # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
@@ -84,7 +86,9 @@ class FlowModality(Modality):
             return flow_to_tensor(u, v, view.flip, channels)
         # uint8: u and v resized straight into their channels. Normalised (`normalize`), this
         # equals flow_to_tensor: a flip reads u as 255 - u, the third channel is 0.
-        x = torch.empty((len(numbers), channels, size, size), dtype=torch.uint8)
+        shape = (len(numbers), channels, size, size)
+        dst = writable(out, (0, 1, 2, 3), shape, torch.uint8)
+        x = out if dst is not None else torch.empty(shape, dtype=torch.uint8)
         dst = x.numpy()
         decode_crop_resize(us, uniq, inverse, view, size, grey=True, what=what + " (u)", out=dst[:, 0])
         decode_crop_resize(vs, uniq, inverse, view, size, grey=True, what=what + " (v)", out=dst[:, 1])

@@ -56,8 +56,9 @@ class LayoutModality(Modality):
 
         return LayoutStore(path)
 
-    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> dict[str, torch.Tensor]:
-        """Return the view's layout: a dict of `[T, max_boxes, ...]` tensors (see `layout_view`)."""
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
+             out=None) -> dict[str, torch.Tensor]:
+        """Return the view's layout: a dict of `[T, max_boxes, ...]` tensors (see `layout_view`); `out` is not used."""
         numbers = segment.frame_numbers(view)
         raw = store.read(segment.video_id, [int(n) for n in numbers])
         return layout_view(raw, view, cfg.data.max_boxes)

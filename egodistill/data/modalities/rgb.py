@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name
+from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name, writable
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, crop_resize, normalize_frames, normalize_uint8
 
@@ -75,25 +75,30 @@ class RGBModality(Modality):
 
         return RGBStore(path)
 
-    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment) -> torch.Tensor:
+    def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
+             out: torch.Tensor | None = None) -> torch.Tensor:
         """Return the view's frames `[T, 3, S, S]`: uint8 (`data.uint8_frames`, see `normalize`) or
-        float32 ImageNet-normalised (colour-jittered training views, or uint8_frames off)."""
+        float32 ImageNet-normalised (colour-jittered training views, or uint8_frames off).
+        uint8 frames are written into `out` when it is a channels-first view of channels-last memory."""
         numbers = segment.frame_numbers(view)
         kw = segment_kwargs(store, sample)
         blobs, uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
-        out = decode_crop_resize(blobs, uniq, inverse, view, cfg.data.size, grey=False,
-                                 what=f"{store_name(store)}: video {segment.video_id}")  # [T, S, S, 3] uint8
+        size = cfg.data.size
+        as_uint8 = cfg.data.uint8_frames and not (train and cfg.data.color_jitter > 0)
+        dst = writable(out, (0, 2, 3, 1), (len(numbers), size, size, 3), torch.uint8) if as_uint8 else None
+        frames = decode_crop_resize(blobs, uniq, inverse, view, size, grey=False, out=dst,
+                                    what=f"{store_name(store)}: video {segment.video_id}")  # [T, S, S, 3] uint8
+        if as_uint8:
+            # A channels-first view of the channels-last frames, no copy: collate stacks it as it is
+            # laid out, and normalize transposes while it normalises, on the device.
+            return out if dst is not None else torch.from_numpy(frames).permute(0, 3, 1, 2)  # [T, 3, S, S] uint8
         if train and cfg.data.color_jitter > 0:
-            x = normalize_frames(out, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # [T, 3, S, S] in [0, 1]
+            x = normalize_frames(frames, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # [T, 3, S, S] in [0, 1]
             x = color_jitter(x, view.color_seed, cfg.data.color_jitter)
             mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
             return (x - mean) / std
-        if cfg.data.uint8_frames:
-            # A channels-first view of the channels-last frames, no copy: collate stacks it as it is
-            # laid out, and normalize transposes while it normalises, on the device.
-            return torch.from_numpy(out).permute(0, 3, 1, 2)  # [T, 3, S, S] uint8
-        return normalize_frames(out, IMAGENET_MEAN, IMAGENET_STD)
+        return normalize_frames(frames, IMAGENET_MEAN, IMAGENET_STD)
 
     def normalize(self, x):
         """ImageNet-normalise uint8 frames `[..., 3, S, S]` (float input passes through)."""
