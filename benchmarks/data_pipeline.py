@@ -15,7 +15,9 @@ thread, batches built in this process as one DataLoader worker builds them):
   hands the trainer), for
   rgb and for rgb+flow+audio; ratio = pipeline / decode-only. The items' views are the clips the
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
-  row keeps the best round of each.
+  row keeps the best round of each;
+* the same batches through torch's DataLoader with one worker process: the worker's pipeline plus
+  each batch's trip through shared memory to the main process.
 """
 from __future__ import annotations
 
@@ -118,7 +120,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=60, help="clips timed per row")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating limit/pipeline rounds; best of each")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating limit/pipeline rounds; best of each")
     parser.add_argument("--batch", type=int, default=8, help="clips per collated batch")
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--frames", type=int, default=240, help="frames per video (4 s at 60 fps)")
@@ -194,6 +196,20 @@ def main(argv: list[str] | None = None) -> None:
                 got = max(got, _rate(batch(ds), args.clips, args.batch))
             rows.append((name, got, lim))
 
+        # End to end: the same batches through torch's DataLoader with one worker process, which
+        # adds each batch's trip through shared memory to the main process.
+        loader_rows = []
+        for name, ds in (("rgb", rgb_ds), ("rgb+flow+audio", full_ds)):
+            order = torch.utils.data.Subset(ds, [i % n for i in range(args.clips * args.rounds + 2 * args.batch)])
+            loader = torch.utils.data.DataLoader(order, batch_size=args.batch, num_workers=1, collate_fn=collate,
+                                                 multiprocessing_context="fork", prefetch_factor=4)
+            it = iter(loader)
+            next(it), next(it)  # the worker has started and filled its queue
+            t, got = time.perf_counter(), 0
+            for b in it:
+                got += len(b["id"])
+            loader_rows.append((name, got / (time.perf_counter() - t)))
+
     print(f"Machine: {machine()}\n")
     print("Decoding one 456x256 JPEG (ms, one thread)\n")
     print("| frames | decoder | ms / frame |\n|---|---|---|")
@@ -203,6 +219,10 @@ def main(argv: list[str] | None = None) -> None:
     print("| modalities | pipeline clips/s | decode-only clips/s (limit) | pipeline / limit |\n|---|---|---|---|")
     for name, got, lim in rows:
         print(f"| {name} | {got:.1f} | {lim:.1f} | {100 * got / lim:.0f}% |")
+    print("\nThe same through torch's DataLoader, one worker process (batches reach the main process)\n")
+    print("| modalities | DataLoader clips/s | / decode-only limit |\n|---|---|---|")
+    for (name, got), (_, _, lim) in zip(loader_rows, rows):
+        print(f"| {name} | {got:.1f} | {100 * got / lim:.0f}% |")
 
 
 if __name__ == "__main__":
