@@ -17,6 +17,7 @@ import torch
 
 from egodistill.config import ModelConfig
 from egodistill.models import build_model, model_cost
+from egodistill.models.stlt import example_layout
 
 # preset -> (frames, size, batch) of the view it is meant for.
 VIEWS = {
@@ -28,20 +29,6 @@ VIEWS = {
     "stlt_nano": (16, 0, 16),
 }
 HEADS = {"verb": 97, "noun": 300}
-
-
-def layout_input(batch: int, frames: int, boxes: int = 14) -> dict[str, torch.Tensor]:
-    """Return a random layout batch (70% of box slots real)."""
-    g = torch.Generator().manual_seed(0)
-    xy = torch.rand(batch, frames, boxes, 2, generator=g) * 0.5
-    return {
-        "boxes": torch.cat([xy, xy + 0.5], dim=-1),
-        "category": torch.randint(1, 3, (batch, frames, boxes), generator=g),
-        "score": torch.rand(batch, frames, boxes, generator=g),
-        "side": torch.randint(0, 3, (batch, frames, boxes), generator=g),
-        "state": torch.randint(0, 6, (batch, frames, boxes), generator=g),
-        "mask": torch.rand(batch, frames, boxes, generator=g) < 0.7,
-    }
 
 
 def main() -> None:
@@ -60,7 +47,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = build_model(ModelConfig(arch=arch, preset=preset, drop_path=0.0), HEADS, 3)
         if arch == "stlt":
-            x, view, paths = layout_input(batch, frames), f"{frames}x14 boxes", [None]
+            x, view, paths = example_layout(batch, frames, 14), f"{frames}x14 boxes", [None]
         else:
             x, view, paths = torch.randn(batch, frames, 3, size, size), f"{frames}x3x{size}x{size}", [False, True]
         results = {}

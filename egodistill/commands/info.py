@@ -44,13 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def in_channels(cfg) -> int:
-    """Return the input channels of `cfg.model.modality` (rgb 3, flow data.flow_channels, audio 3)."""
-    modality = cfg.model.modality
-    if modality == "flow":
-        return cfg.data.flow_channels
-    if modality in ("rgb", "audio", "layout"):
-        return 3
-    raise ValueError(f"model.modality '{modality}': expected one of rgb, flow, audio, layout")
+    """Return the input channels of `cfg.model.modality` (its loader's `channels`)."""
+    from egodistill.data.modalities import get_modality
+
+    return get_modality(cfg.model.modality).channels(cfg)
 
 
 def example_input(cfg, frames: int, size: int, batch: int):
@@ -58,18 +55,11 @@ def example_input(cfg, frames: int, size: int, batch: int):
     layout dict with `data.max_boxes` boxes per frame for STLT."""
     import torch
 
-    g = torch.Generator().manual_seed(0)
+    from egodistill.models.stlt import example_layout
+
     if cfg.model.arch == "stlt":
-        b = cfg.data.max_boxes
-        xy = torch.rand(batch, frames, b, 2, generator=g) * 0.5
-        return {
-            "boxes": torch.cat([xy, xy + 0.5], dim=-1),
-            "category": torch.randint(1, 3, (batch, frames, b), generator=g),
-            "score": torch.rand(batch, frames, b, generator=g),
-            "side": torch.randint(0, 3, (batch, frames, b), generator=g),
-            "state": torch.randint(0, 6, (batch, frames, b), generator=g),
-            "mask": torch.rand(batch, frames, b, generator=g) < 0.7,
-        }
+        return example_layout(batch, frames, cfg.data.max_boxes)
+    g = torch.Generator().manual_seed(0)
     return torch.randn(batch, frames, in_channels(cfg), size, size, generator=g)
 
 

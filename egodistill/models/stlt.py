@@ -32,6 +32,21 @@ STLT_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def example_layout(batch: int, frames: int, boxes: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Return a random layout input `{key: [batch, frames, boxes, ...]}` (about 70% of the box
+    slots real), e.g. to measure a model's cost."""
+    g = torch.Generator().manual_seed(seed)
+    xy = torch.rand(batch, frames, boxes, 2, generator=g) * 0.5
+    return {
+        "boxes": torch.cat([xy, xy + 0.5], dim=-1),
+        "category": torch.randint(1, NUM_CATEGORIES, (batch, frames, boxes), generator=g),
+        "score": torch.rand(batch, frames, boxes, generator=g),
+        "side": torch.randint(0, NUM_SIDES, (batch, frames, boxes), generator=g),
+        "state": torch.randint(0, NUM_STATES, (batch, frames, boxes), generator=g),
+        "mask": torch.rand(batch, frames, boxes, generator=g) < 0.7,
+    }
+
+
 def _encoder(hidden: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     """Post-norm GELU transformer encoder, batch first (parameter names as nn.TransformerEncoder)."""
     layer = nn.TransformerEncoderLayer(

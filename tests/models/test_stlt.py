@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from egodistill.config import ModelConfig
 from egodistill.models import PRESETS, build_model
-from egodistill.models.stlt import STLT, STLT_PRESETS
+from egodistill.models.stlt import NUM_CATEGORIES, STLT, STLT_PRESETS, example_layout
 
 
 def _model() -> STLT:
@@ -130,3 +130,13 @@ def test_stlt_learns_a_signal():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_example_layout_is_a_valid_input_with_most_slots_real():
+    x = example_layout(3, 5, 20, seed=1)
+    assert all(x[k].shape[:3] == (3, 5, 20) for k in x) and x["boxes"].shape[-1] == 4
+    assert ((x["category"] >= 1) & (x["category"] < NUM_CATEGORIES)).all()  # hand or object, never pad
+    assert (x["boxes"][..., 2:] > x["boxes"][..., :2]).all()
+    assert 0.55 < x["mask"].float().mean() < 0.85
+    assert torch.equal(example_layout(3, 5, 20, seed=1)["boxes"], x["boxes"])  # seeded
+    assert _model()(example_layout(2, 5, 6))["action"].shape == (2, 6)
