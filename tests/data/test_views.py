@@ -87,6 +87,16 @@ def test_crop_resize_known_answers():
     assert np.array_equal(flipped[0], img[2:18, 5:21][:, ::-1])
     grey = crop_resize([img[..., 0]], view, 16)
     assert grey.shape == (1, 16, 16) and np.array_equal(grey[0], img[2:18, 5:21, 0])
+    # Frames one at a time (a decoding generator) into a given output: the same answer, in place.
+    dst = np.zeros((3, 16, 16, 3), np.uint8)
+    got = crop_resize((f for f in (img, img[::-1], img)), view, 16, out=dst)
+    assert got is dst and np.array_equal(dst[1], img[::-1][2:18, 5:21]) and np.array_equal(dst[2], out[0])
+    with pytest.raises(ValueError, match="frame 1 has size"):
+        crop_resize([img, img[:10]], view, 16)
+    with pytest.raises(ValueError, match="2 frames for an output of 3"):
+        crop_resize(iter([img, img]), view, 16, out=dst)
+    with pytest.raises(ValueError, match="no frames"):
+        crop_resize([], view, 16)
 
 
 def test_subpixel_box_warp_agrees_with_slice_and_resize():
