@@ -7,8 +7,8 @@ Call `set_epoch(e)` before each epoch (workers are started per epoch and copy th
 they see it). Test items hold all `test_clips x test_crops` views.
 
 Item: `{modality: [V,T,C,S,S], "layout": {key: [V,T,N,...]}, "labels": {head: int}, "id": str,
-"index": int, "views": [V, D] float64}`; RGB and flow are uint8 unless `data.uint8_frames` is off
-(`engine.inputs.model_input` normalises them). Batch: the same with a leading B
+"index": int, "views": [V, D] float64}`; RGB and flow are uint8 unless `data.uint8_frames` is off,
+audio is `[V,T,1,R,S]` (R mel-band rows); `engine.inputs.model_input` makes them model-ready. Batch: the same with a leading B
 (labels `{head: LongTensor[B]}`, -1 where a sample has no label for a head).
 """
 from __future__ import annotations
@@ -234,8 +234,11 @@ class MultimodalDataset(Dataset):
         Each tensor entry of the batch gets one buffer `[B, ...]`, laid out like the first
         item's; the loaders write the later items straight into their slots (or their results
         are copied there), and `collate` hands each buffer out without stacking: the batch is
-        written once instead of twice.
+        written once instead of twice. Subclasses customise items by overriding `get` (one that
+        overrides `__getitem__` instead gets its items one by one).
         """
+        if type(self).__getitem__ is not MultimodalDataset.__getitem__:
+            return [self[i] for i in indices]  # a subclass builds items its own way: keep it
         buffers: dict[str, torch.Tensor] = {}
         items = []
         for b, index in enumerate(indices):
@@ -246,7 +249,7 @@ class MultimodalDataset(Dataset):
                         continue
                     if b == 0:
                         buffers[key] = empty_stack_like(t, len(indices))
-                    if key in buffers and buffers[key][b].shape == t.shape:
+                    if key in buffers and buffers[key][b].shape == t.shape and buffers[key].dtype == t.dtype:
                         slot = buffers[key][b]
                         if not same_memory(t, slot):
                             slot.copy_(t)

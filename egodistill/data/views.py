@@ -156,8 +156,15 @@ def crop_resize(frames: Iterable[np.ndarray], view: ViewParams, size: int, out: 
                 m = np.array([[sx, 0.0, x1 + 0.5 * sx - 0.5], [0.0, sy, y1 + 0.5 * sy - 0.5]], dtype=np.float64)
             if out is None:
                 out = np.empty((len(frames), size, size) + f.shape[2:], dtype=np.uint8)  # type: ignore[arg-type]
+            elif (out.dtype != np.uint8 or out.shape[1:] != (size, size) + f.shape[2:]
+                  or not all(o.flags.c_contiguous for o in out)):
+                # OpenCV would silently write a new array instead of a mismatched `out`.
+                raise ValueError(f"out must be uint8 [T, {size}, {size}{''.join(f', {c}' for c in f.shape[2:])}] "
+                                 f"with contiguous frames, got {out.dtype} {list(out.shape)}")
         elif f.shape[:2] != (h, w):
             raise ValueError(f"frame {i} has size {f.shape[:2]}, expected {(h, w)} like the clip's first frame")
+        if i >= len(out):
+            raise ValueError(f"more frames than the output's {len(out)}")
         if m is None:
             cv2.resize(f[box[1]:box[3], box[0]:box[2]], (size, size), dst=out[i], interpolation=cv2.INTER_LINEAR)
         else:

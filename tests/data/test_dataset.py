@@ -9,6 +9,7 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.dataset import EpochShuffleSampler, MultimodalDataset, build_dataset, build_loader, collate
+from egodistill.data.modalities import MODALITIES
 from egodistill.data.records import WHOLE_VIDEO
 from egodistill.data.views import ViewParams
 
@@ -112,20 +113,45 @@ def _assert_batches_equal(a: dict, b: dict) -> None:
 
 
 @pytest.mark.parametrize("train,jitter", [(True, 0.0), (True, 0.3), (False, 0.0)])
-def test_a_fetched_batch_equals_the_items_collated_and_is_written_once(synth_config, train, jitter):
+def test_a_fetched_batch_equals_the_items_collated_and_is_written_once(synth_config, monkeypatch, train, jitter):
     # DataLoaders fetch a batch with __getitems__: items written into one buffer per modality.
     cfg = _small(synth_config, color_jitter=jitter)  # jitter: float RGB, copied into the buffer
+    cfg.data.audio.n_mels = 16  # fewer bands than S = 24: audio ships band rows
     ds = build_dataset(cfg, "train", train=train, modalities=ALL)
     ds.set_epoch(1)
     idx = [3, 0, 5, 1]
+    expected = collate([ds[i] for i in idx])
+    in_place = {m: 0 for m in ("rgb", "flow", "audio")}
+    for m in in_place:
+        cls, load = type(MODALITIES[m]), type(MODALITIES[m]).load
+
+        def spy(self, *args, out=None, _load=load, _m=m, **kw):
+            got = _load(self, *args, out=out, **kw)
+            in_place[_m] += out is not None and got.data_ptr() == out.data_ptr()
+            return got
+
+        monkeypatch.setattr(cls, "load", spy)
     items = ds.__getitems__(idx)
     batch = collate(items)
-    _assert_batches_equal(batch, collate([ds[i] for i in idx]))
-    for m in ("rgb", "flow", "audio"):
-        # collate handed out the buffer the items live in: no second copy of the batch
-        assert batch[m].data_ptr() == items[0][m].data_ptr()
-        assert all(torch.equal(batch[m][b], items[b][m]) for b in range(len(idx)))
-    assert batch["flow"].dtype == torch.uint8 and batch["audio"].shape[2:4] == (4, 1)
+    _assert_batches_equal(batch, expected)
+    views = batch["views"].shape[1]
+    # Items after the first are written straight into their slots (jittered RGB is float: copied).
+    assert in_place == {"rgb": 0 if train and jitter else 3 * views, "flow": 3 * views, "audio": 3 * views}
+    for m in in_place:
+        assert batch[m].data_ptr() == items[0][m].data_ptr()  # collate handed out the buffer: no second copy
+    assert batch["flow"].dtype == torch.uint8 and batch["audio"].shape[2:] == (4, 1, 16, 24)
+
+
+def test_a_subclass_that_overrides_getitem_keeps_its_items_in_a_fetched_batch(synth_config):
+    class Zeroed(MultimodalDataset):
+        def __getitem__(self, index):
+            item = super().__getitem__(index)
+            item["rgb"] = torch.zeros_like(item["rgb"])
+            return item
+
+    cfg = _small(synth_config, color_jitter=0.0)
+    ds = Zeroed(cfg, build_dataset(cfg, "train", train=True, modalities=["rgb"]).samples, ["rgb"], train=True)
+    assert not collate(ds.__getitems__([0, 1]))["rgb"].any()
 
 
 def test_epoch_shuffle_sampler_is_a_permutation_fixed_per_epoch(synth_config):

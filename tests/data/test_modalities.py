@@ -149,6 +149,7 @@ def test_uint8_frames_normalised_on_the_device_equal_the_loaders_float_path(flip
         # A slot of another layout is ignored, not written wrongly.
         other = torch.zeros_like(as_uint8, memory_format=torch.contiguous_format if name == "rgb" else torch.channels_last)
         assert torch.equal(MODALITIES[name].load(store, SAMPLE, view, _cfg(), True, segment=_segment(), out=other), as_uint8)
+        assert not other.any()
 
 
 def test_rgb_reads_the_view_frames_once_each_and_normalises():
@@ -322,10 +323,11 @@ def test_audio_segments_are_centred_on_frame_times():
     assert nearest_columns(10, 4).tolist() == [0, 2, 5, 7]
 
 
-def test_audio_training_masks_are_seeded_by_the_view_and_set_to_the_mean():
+@pytest.mark.parametrize("n_mels", [24, 48])  # fewer bands than S (band rows shipped), more (S rows)
+def test_audio_training_masks_are_seeded_by_the_view_and_set_to_the_mean(n_mels):
     sr = 8000
-    acfg = AudioConfig(segment_seconds=0.3, n_fft=256, win_length=64, hop_length=32, n_mels=24, time_mask=10, freq_mask=8,
-                       time_stretch=0.2)
+    acfg = AudioConfig(segment_seconds=0.3, n_fft=256, win_length=64, hop_length=32, n_mels=n_mels, time_mask=10,
+                       freq_mask=8, time_stretch=0.2)
     wave = torch.randn(6000)
     starts = np.array([0, 1000, 2000])
     length = int(0.3 * sr)
@@ -340,11 +342,16 @@ def test_audio_training_masks_are_seeded_by_the_view_and_set_to_the_mean():
     full = AudioModality().normalize(spectrogram_video(wave, starts, length, sr, no_stretch, S))[:, 0]  # [T, S, S]
     masked = AudioModality().normalize(spectrogram_video(wave, starts, length, sr, no_stretch, S, np.random.default_rng(1)))[:, 0]
     band = torch.from_numpy(nearest_columns(acfg.n_mels, S))  # band of each output row
-    zeros = [(masked[i] == 0).all(1) for i in range(len(starts))]  # [S] rows of each segment
-    assert any(z.any() for z in zeros)  # (a mask may be drawn 0 bands wide)
-    for i, zero in enumerate(zeros):
-        assert torch.equal(zero, torch.isin(band, band[zero]))
-        torch.testing.assert_close(masked[i][~zero], full[i][~zero], atol=0, rtol=0)
+    rng = np.random.default_rng(1)  # replay the draws: per segment, width w then first band f0
+    drawn = 0
+    for i in range(len(starts)):
+        w = int(rng.integers(0, acfg.freq_mask + 1))
+        f0 = int(rng.integers(0, acfg.n_mels - w + 1))
+        expected = (band >= f0) & (band < f0 + w)  # the rows that read a masked band
+        assert torch.equal((masked[i] == 0).all(1), expected)
+        torch.testing.assert_close(masked[i][~expected], full[i][~expected], atol=0, rtol=0)
+        drawn += int(expected.any())
+    assert drawn > 0
     # Through the modality: the same view gives the same input, as a replayed cached view must.
     cfg = Config(data=DataConfig(size=S, audio=acfg))
     store = FakeAudio(wave.numpy(), sr)
@@ -391,3 +398,13 @@ def test_stack_keep_layout_equals_stack_and_keeps_each_items_memory_order():
         assert not torch.equal(got, buffer[order])
     halves = torch.randn(4, 6)[:, :3]  # slices with gaps between them: copied
     assert torch.equal(stack_keep_layout([halves[i] for i in range(4)]), halves)
+    b = torch.arange(12.0)
+    # At consecutive offsets of one storage, yet not equal slices: each is copied as it reads.
+    for odd in ([b[0:6].view(2, 3), b[6:8].view(2, 1).expand(2, 3)],  # expanded, shorter
+                [b[0:6].view(2, 3), b[6:12].view(3, 2).t()],  # transposed
+                [b[0:6:2], b[3:9:2]]):  # strided: the slots would overlap
+        got = stack_keep_layout(odd)
+        assert torch.equal(got, torch.stack(odd)) and got.data_ptr() != b.data_ptr()
+    c = torch.arange(6.0) * (1 + 1j)
+    lazy = [c[0:3], c[3:6].conj()]  # a lazily conjugated view reads other values than its memory
+    assert torch.equal(stack_keep_layout(lazy), torch.stack(lazy))

@@ -95,6 +95,12 @@ def test_crop_resize_known_answers():
         crop_resize([img, img[:10]], view, 16)
     with pytest.raises(ValueError, match="2 frames for an output of 3"):
         crop_resize(iter([img, img]), view, 16, out=dst)
+    with pytest.raises(ValueError, match="more frames than the output's 3"):
+        crop_resize(iter([img] * 4), view, 16, out=dst)
+    for wrong in (np.zeros((3, 16, 16), np.uint8), np.zeros((3, 12, 12, 3), np.uint8), np.zeros((3, 16, 16, 3), np.float32),
+                  np.zeros((3, 16, 32, 3), np.uint8)[:, :, ::2]):  # OpenCV would write a new array instead
+        with pytest.raises(ValueError, match="out must be uint8"):
+            crop_resize([img], view, 16, out=wrong)
     with pytest.raises(ValueError, match="no frames"):
         crop_resize([], view, 16)
 

@@ -59,7 +59,8 @@ class Modality:
     name: str = ""
 
     def channels(self, cfg: Config) -> int:
-        """Return C of the `[T, C, S, S]` tensors this modality loads."""
+        """Return C, the input channels of this modality's model: of `normalize`'s output
+        `[..., T, C, S, S]` (a loader may ship fewer, e.g. audio's one)."""
         raise NotImplementedError
 
     def open_store(self, path: str) -> Any:
@@ -130,6 +131,8 @@ def same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
     dimensions of size 1 do not matter)."""
     if a.dtype != b.dtype or a.shape != b.shape or a.data_ptr() != b.data_ptr():
         return False
+    if a.is_conj() != b.is_conj() or a.is_neg() != b.is_neg():  # lazily conjugated / negated views
+        return False
     return all(sa == sb for n, sa, sb in zip(a.shape, a.stride(), b.stride()) if n > 1)
 
 
@@ -150,16 +153,17 @@ def _as_one_buffer(tensors: list[torch.Tensor]) -> torch.Tensor | None:
     out, gap-free slices of one buffer (tensor i at offset i * numel); else None."""
     first = tensors[0]
     n = first.numel()
-    if len(tensors) < 2 or n == 0 or not _is_dense(first):
+    # Dense slices only: slots of the returned batch must not overlap (a write to one would
+    # change another).
+    if len(tensors) < 2 or n == 0 or not _is_dense(first) or first.is_conj() or first.is_neg():
         return None
     ptr, offset = first.untyped_storage().data_ptr(), first.storage_offset()
     for i, t in enumerate(tensors):
-        if t.untyped_storage().data_ptr() != ptr or t.storage_offset() != offset + i * n:
+        if (t.untyped_storage().data_ptr() != ptr or t.storage_offset() != offset + i * n or t.dtype != first.dtype
+                or t.shape != first.shape or t.stride() != first.stride() or t.is_conj() or t.is_neg()):
             return None
-    whole = first.as_strided((len(tensors), *first.shape), (n, *first.stride()), first.storage_offset())
-    if all(same_memory(t, whole[i]) for i, t in enumerate(tensors)):
-        return whole
-    return None
+    # Every tensor lies in the storage with the same extent, so this view is in bounds.
+    return first.as_strided((len(tensors), *first.shape), (n, *first.stride()), offset)
 
 
 def writable(out: torch.Tensor | None, perm: tuple[int, ...], shape: tuple[int, ...], dtype: torch.dtype) -> np.ndarray | None:
