@@ -102,7 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("source", type=Path, help="annotations.json / detections JSON")
     p.add_argument("out", type=Path, help="output layout.h5")
     p.add_argument("--format", choices=("something_else", "hand_object"), required=True, help="input format")
-    p.add_argument("--sizes", type=Path, help="Something-Else: JSON {video_id: [width, height]} (else the largest box extent)")
+    sizes = p.add_mutually_exclusive_group()
+    sizes.add_argument("--sizes", type=Path, help="Something-Else: JSON {video_id: [width, height]} (else the largest box extent)")
+    sizes.add_argument("--sizes-from", type=Path, metavar="RGB_H5",
+                       help="Something-Else: take each video's frame size from this rgb.h5 (e.g. from `prepare video`)")
     p.add_argument("--max-boxes", type=int, default=14, help="boxes per frame (default 14)")
     p.add_argument("--hand-threshold", type=float, default=0.0, help="hand_object: drop hands scoring below")
     p.add_argument("--object-threshold", type=float, default=0.0, help="hand_object: drop objects scoring below")
@@ -175,9 +178,10 @@ def run_flow(args) -> int:
 
 
 def run_layout(args) -> int:
-    from egodistill.data.prepare.layout import prepare_layout
+    from egodistill.data.prepare.layout import StoreFrameSizes, prepare_layout
 
-    return _report(prepare_layout(args.source, args.out, format=args.format, sizes=args.sizes,
+    sizes = StoreFrameSizes(args.sizes_from) if args.sizes_from is not None else args.sizes
+    return _report(prepare_layout(args.source, args.out, format=args.format, sizes=sizes,
                                   max_boxes=args.max_boxes, hand_threshold=args.hand_threshold,
                                   object_threshold=args.object_threshold, video_ids=args.videos,
                                   resume=not args.overwrite, show_progress=not args.quiet))

@@ -4,12 +4,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
+import h5py
 import numpy as np
 import pytest
 
 from egodistill import cli
-from egodistill.data.prepare.layout import prepare_layout
-from egodistill.data.stores import LayoutStore
+from egodistill.data.prepare.layout import StoreFrameSizes, prepare_layout
+from egodistill.data.stores import LayoutStore, RGBWriter
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
 ANNOTATIONS = FIXTURES / "something_else" / "annotations.json"
@@ -57,6 +59,30 @@ def test_something_else_sizes_give_exact_normalisation(tmp_path):
     with pytest.raises(KeyError, match="no frame size for video 2"):
         prepare_layout(ANNOTATIONS, tmp_path / "l2.h5", format="something_else", sizes={"3": [1, 1]},
                        video_ids=["2"], show_progress=False)
+
+
+@pytest.mark.parametrize("layout", ["ours", "authors"])
+def test_something_else_sizes_from_an_rgb_store(tmp_path, layout):
+    # Video "2" is 427 x 240: the store records it (ours) or its first JPEG header says it (authors').
+    blob = cv2.imencode(".jpg", np.zeros((240, 427, 3), np.uint8))[1].tobytes()
+    rgb = tmp_path / "rgb.h5"
+    if layout == "ours":
+        with RGBWriter(rgb) as w:
+            w.add_video("2", [blob] * 3, fps=12.0, first_frame=1, height=240, width=427)
+    else:
+        with h5py.File(rgb, "w") as f:
+            f.create_dataset("2", (3,), dtype=h5py.vlen_dtype(np.uint8))[:] = [np.frombuffer(blob, np.uint8)] * 3
+    sizes = StoreFrameSizes(rgb)
+    assert dict(sizes) == {"2": (427, 240)}
+    out = tmp_path / "layout.h5"
+    assert cli.main(["prepare", "layout", str(ANNOTATIONS), str(out), "--format", "something_else",
+                     "--sizes-from", str(rgb), "--videos", "2", "--quiet"]) == 0
+    got = LayoutStore(out).read("2", [1])
+    np.testing.assert_allclose(got["boxes"][0, 1], [97.64950730138266 / 427, 11.889318166856967 / 240, 1.0,
+                                                    239.92858832368972 / 240], rtol=1e-6)
+    with pytest.raises(KeyError, match=r"rgb\.h5 \(frame sizes\): no frame size for video 2003"):
+        prepare_layout(ANNOTATIONS, tmp_path / "l2.h5", format="something_else", sizes=sizes, video_ids=["2003"],
+                       show_progress=False)
 
 
 def _detections() -> dict:

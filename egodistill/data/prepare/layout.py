@@ -216,6 +216,44 @@ def hand_object_video(video_id: str, entry: Any, *, max_boxes: int, hand_thresho
 # --------------------------------------------------------------------------------------------
 
 
+class StoreFrameSizes(Mapping):
+    """{video id: (width, height)} of the frames in an RGB store, read as asked.
+
+    Our stores record each video's size; for the authors' layouts (no attributes) the size is
+    read from the first frame's JPEG header. Pass it as `prepare_layout(..., sizes=...)` when the
+    Something-Else videos are already in an rgb.h5: their boxes are then normalised exactly.
+    """
+
+    def __init__(self, rgb_path: str | os.PathLike):
+        from egodistill.data.stores import RGBStore
+
+        self.path = Path(rgb_path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"rgb store not found: {self.path}")
+        self.store = RGBStore(self.path)
+
+    def __getitem__(self, video_id: str) -> tuple[int, int]:
+        from egodistill.data.stores import jpeg_size
+
+        if video_id not in self.store:
+            raise KeyError(video_id)
+        try:
+            h, w = self.store.frame_size(video_id)
+        except KeyError:  # the authors' layouts record no size
+            first = self.store.first_frame(video_id)
+            h, w = jpeg_size(self.store.read_frames(video_id, [first])[0], f"{self.path}: video {video_id}, frame {first}")
+        return (w, h)
+
+    def __iter__(self):
+        return iter(self.store.video_ids())
+
+    def __len__(self) -> int:
+        return len(self.store.video_ids())
+
+    def __str__(self) -> str:
+        return f"{self.path} (frame sizes)"
+
+
 def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, format: str,
                    sizes: str | os.PathLike | Mapping[str, Sequence[float]] | None = None, max_boxes: int = 14,
                    hand_threshold: float = 0.0, object_threshold: float = 0.0,
@@ -223,7 +261,8 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
                    show_progress: bool = True) -> PrepareSummary:
     """Convert `source` (format "something_else" or "hand_object") into layout.h5 at `out_path`.
 
-    `sizes`: {video id: [width, height]} or a JSON file of it (Something-Else only). Thresholds
+    `sizes`: {video id: [width, height]}, a JSON file of it, or `StoreFrameSizes(rgb.h5)`
+    (Something-Else only). Thresholds
     drop hand / object detections scoring below them (hand_object only). A rerun skips videos
     already complete; the output is replaced only when every video is done.
     """
