@@ -16,8 +16,9 @@ thread, batches built in this process as one DataLoader worker builds them):
   rgb and for rgb+flow+audio; ratio = pipeline / decode-only. The items' views are the clips the
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
   row keeps the best round of each;
-* the same batches through torch's DataLoader with one worker process: the worker's pipeline plus
-  each batch's trip through shared memory to the main process.
+* the same batches through `build_loader` (torch's DataLoader, as the trainer builds it) with one
+  worker process: the worker's pipeline plus each batch's trip through shared memory to the main
+  process.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config, DataConfig, TrainConfig
-from egodistill.data.dataset import MultimodalDataset, collate
+from egodistill.data.dataset import MultimodalDataset, build_loader, collate
 from egodistill.data.modalities.flow import flow_numbers
 from egodistill.data.records import Sample
 
@@ -91,7 +92,7 @@ def _write(root: Path, rgb, flow, audio) -> None:
 def _config(root: Path) -> Config:
     data = DataConfig(root=str(root), stores={"rgb": "rgb.h5", "flow": "flow.h5", "audio": "audio.h5"},
                       num_frames=16, stride=2, size=224, color_jitter=0.0)
-    return Config(data=data, train=TrainConfig(seed=0, workers=0))
+    return Config(data=data, train=TrainConfig(seed=0, workers=1))
 
 
 def _rate(fn, n: int, per_call: int = 1) -> float:
@@ -201,8 +202,7 @@ def main(argv: list[str] | None = None) -> None:
         loader_rows = []
         for name, ds in (("rgb", rgb_ds), ("rgb+flow+audio", full_ds)):
             order = torch.utils.data.Subset(ds, [i % n for i in range(args.clips * args.rounds + 2 * args.batch)])
-            loader = torch.utils.data.DataLoader(order, batch_size=args.batch, num_workers=1, collate_fn=collate,
-                                                 multiprocessing_context="fork", prefetch_factor=4)
+            loader = build_loader(order, cfg, train=False, batch_size=args.batch, shuffle=False)  # cfg: 1 worker
             it = iter(loader)
             next(it), next(it)  # the worker has started and filled its queue
             t, got = time.perf_counter(), 0
