@@ -171,20 +171,21 @@ def log_mel_frames(
     p = np.where(p >= length, 2 * (length - 1) - p, p)
     edge = starts[seg_i, None] + p  # [E, win] positions in the waveform
     # The window's position inside the n_fft frame only changes the phase, so each frame is its
-    # windowed samples followed by zeros (padding explicitly is faster than rfft's n= here).
-    frames = torch.zeros(len(uniq) + len(edge), n_fft, dtype=torch.float32)
+    # windowed samples, zero-padded to n_fft by the FFT.
+    frames = torch.empty(len(uniq) + len(edge), win, dtype=torch.float32)
     wave = wave.to(torch.float32)
     if len(uniq) and np.all((uniq - uniq[0]) % hop == 0):
         # Interior frames on one hop grid (frame times on whole hops, as EPIC's 60 fps / 24 kHz):
         # rows of a strided view of the waveform, no index array.
         grid = wave[int(uniq[0]):].unfold(0, win, hop)  # [K, win] view
-        frames[: len(uniq), :win] = grid[torch.from_numpy((uniq - uniq[0]) // hop)] * window
+        torch.mul(grid[torch.from_numpy((uniq - uniq[0]) // hop)], window, out=frames[: len(uniq)])
     else:
-        frames[: len(uniq), :win] = wave[torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])] * window
+        torch.mul(wave[torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])], window, out=frames[: len(uniq)])
     if len(edge):
-        frames[len(uniq):, :win] = wave[torch.from_numpy(edge)] * window
-    spec = torch.fft.rfft(frames)  # [U + E, n_freqs]
-    db = to_db(mel_power(_power(spec), _filterbank(cfg, sample_rate)))  # [U + E, n_mels]
+        torch.mul(wave[torch.from_numpy(edge)], window, out=frames[len(uniq):])
+    spec = torch.fft.rfft(frames, n=n_fft)  # [U + E, n_freqs]
+    mel = mel_power(_power(spec), _filterbank(cfg, sample_rate))  # [U + E, n_mels], ours to overwrite
+    db = mel.clamp_(min=1e-10).log10_().mul_(10.0)  # to_db, in place
     index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
     index[interior] = inverse.reshape(-1)
     index[seg_i, col_i] = len(uniq) + np.arange(len(seg_i))
