@@ -82,6 +82,15 @@ def test_test_items_hold_all_clips_and_crops_deterministically(synth_config):
     assert len({tuple(v.frames) for v in views}) <= 2 and all((v.frames == views[0].frames).all() for v in views[:3])
 
 
+def test_loaders_pin_batches_only_when_cuda_can_use_them(synth_config, monkeypatch):
+    cfg = _small(synth_config)
+    cfg.train.workers = 0
+    ds = build_dataset(cfg, "train", train=True, modalities=["rgb"])
+    assert not build_loader(ds, cfg, train=True).pin_memory  # this machine: no GPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert build_loader(ds, cfg, train=False).pin_memory
+
+
 def test_loader_with_two_workers_gives_the_batches_of_the_main_process(synth_config):
     cfg = _small(synth_config)
     cfg.train.batch_size = 3
