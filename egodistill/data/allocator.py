@@ -1,8 +1,8 @@
 """Keep freed clip buffers in the heap, so the next clip does not page them in again.
 
 A multimodal training item is a few tensors of MBs each, plus the decoded frames and buffers
-freed after it (a 16x224x224 RGB clip is 2.4 MB as uint8; an audio clip 3.2 MB of float32; a
-collated batch of 8 is 8x that). When many such blocks are freed together the top of the heap
+freed after it (a 16x224x224 RGB clip is 2.4 MB as uint8; an audio clip of 128 mel-band rows
+1.8 MB of float32; a batch of 8 is 8x that). When many such blocks are freed together the top of the heap
 exceeds glibc's adaptive trim threshold and is handed back to the OS, and the next item
 page-faults the memory in again. With float32 items this cost ~11 ms of a 41 ms rgb+flow+audio
 item; with today's uint8 batches it is 1-2 points of the data-pipeline benchmark

@@ -24,5 +24,11 @@ def test_one_channel_audio_reaches_the_model_as_three_identical_channels():
     assert out.shape == (2, 4, 3, 5, 5)
     for c in range(3):
         torch.testing.assert_close(out[:, :, c], x[:, 0, :, 0])
+    # Mel-band rows (R = 3 < S = 5, laid out [T, S, R] as the loader builds them) are repeated
+    # to S rows, nearest as F.interpolate, before the channel repeat.
+    bands = torch.randn(2, 1, 4, 5, 3).transpose(-1, -2).unsqueeze(3)  # [B, V, T, 1, R, S]
+    out = model_input({"audio": bands}, ModelConfig(modality="audio"))
+    rows = torch.nn.functional.interpolate(bands[:, 0, :, 0], size=(5, 5), mode="nearest")  # [B, T, S, S]
+    assert out.shape == (2, 4, 3, 5, 5) and torch.equal(out[:, :, 2], rows)
     float_rgb = torch.randn(1, 1, 2, 3, 4, 4)
     assert torch.equal(model_input({"rgb": float_rgb}, ModelConfig(modality="rgb")), float_rgb[:, 0])  # already float
