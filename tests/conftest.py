@@ -7,6 +7,11 @@
 
 The dataset is `SynthConfig.tiny(seed=0)`: 5 videos of 32x32 frames (P01, P02 seen; P03 unseen,
 validation only), 3 segments each, 4 verbs, 4 nouns, audio at 8 kHz. See docs/synthetic.md.
+
+Real files (annotations of EPIC-KITCHENS-100, Something-Something v2 and Something-Else, the
+Video Swin checkpoint key lists) lie under `FIXTURES`, inside the repository; test modules take
+the path from here (`from conftest import FIXTURES`). Their sources, licenses and quirks:
+tests/fixtures/real/README.md and tests/fixtures/video_swin/README.md.
 """
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ import pytest
 import yaml
 
 from egodistill.config import Config, config_from_dict
+
+#: tests/fixtures: the real annotation files (`real/`) and checkpoint key lists (`video_swin/`).
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ from egodistill.data.annotations import (
 )
 from egodistill.data.records import WHOLE_VIDEO
 
-# tests/data/test_annotations.py -> parents[2] is the checkout; shared/ lies beside it.
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+REAL = FIXTURES / "real"
 EPIC = REAL / "epic_kitchens_100"
 SSV2 = REAL / "something_something_v2"
 SE = REAL / "something_else" / "dataset_splits"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import h5py
@@ -13,8 +12,9 @@ from egodistill import cli
 from egodistill.data.prepare.layout import StoreFrameSizes, prepare_layout
 from egodistill.data.stores import LayoutStore, RGBWriter
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
-ANNOTATIONS = FIXTURES / "something_else" / "annotations.json"
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+ANNOTATIONS = FIXTURES / "real" / "something_else" / "annotations.json"
 
 
 def test_real_something_else_annotations_load_completely(tmp_path):

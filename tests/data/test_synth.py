@@ -19,8 +19,9 @@ from egodistill.data.synth import (
     tail_classes, verb_frequencies, write_annotations, write_wav,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
-REAL_EPIC = FIXTURES / "epic_kitchens_100"
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+REAL_EPIC = FIXTURES / "real" / "epic_kitchens_100"
 
 
 def _verb(name: str) -> int:

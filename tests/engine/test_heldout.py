@@ -1,8 +1,6 @@
 """Held-out split: by video, deterministic, recorded; on the real EPIC-100 training annotations."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from egodistill.config import Config
@@ -16,7 +14,9 @@ from egodistill.engine.heldout import (
     write_heldout,
 )
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+REAL = FIXTURES / "real"
 EPIC = REAL / "epic_kitchens_100"
 
 

@@ -3,7 +3,6 @@ brute-force reference on random tied scores, and on the real EPIC-100 validation
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,7 +24,9 @@ from egodistill.engine.metrics import (
     true_class_rank,
 )
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "real"
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+REAL = FIXTURES / "real"
 EPIC = REAL / "epic_kitchens_100"
 
 

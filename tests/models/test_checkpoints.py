@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +15,11 @@ from egodistill.models.checkpoints import STLT_ROWS, official_swin_key, to_offic
 from egodistill.models.stlt import STLT
 from egodistill.models.swin import SWIN_PRESETS, VideoSwin
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "video_swin"
-OFFICIAL = json.loads((FIXTURES / "official_swin_t_kinetics400_keys.json").read_text())
-AUTHORS = json.loads((FIXTURES / "authors_swinmodel_epic100_keys.json").read_text())
+from conftest import FIXTURES  # tests/fixtures, inside the repository
+
+SWIN_KEYS = FIXTURES / "video_swin"
+OFFICIAL = json.loads((SWIN_KEYS / "official_swin_t_kinetics400_keys.json").read_text())
+AUTHORS = json.loads((SWIN_KEYS / "authors_swinmodel_epic100_keys.json").read_text())
 
 
 class _NotATensor:
