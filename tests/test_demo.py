@@ -2,10 +2,13 @@
 import json
 import math
 
+import pytest
+
 from egodistill.cli import main
 from egodistill.demo import TEACHERS
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_table_report_and_prediction(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--workers", "1"]) == 0

@@ -105,11 +105,13 @@ def test_existing_run_folder_is_refused(trained_run: Path, synth_root: Path, tmp
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     (fresh / "stale.txt").write_text("x")
+    shutil.copy(trained_run / "config.yaml", fresh / "config.yaml")  # --overwrite deletes only a run folder
     cfg = write_config(synth_root, tmp_path / "cfg2.yaml", fresh, train={"epochs": 1, "max_steps": 1})
     assert cli.main(["train", str(cfg), "--overwrite", "--no-progress"]) == 0
     assert not (fresh / "stale.txt").exists() and (fresh / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_kill_mid_epoch_then_resume_is_bit_identical(synth_root: Path, tmp_path: Path):
     extra = {"train": {"checkpoint_every": 1, "epochs": 2}}
     full = write_config(synth_root, tmp_path / "full.yaml", tmp_path / "full", **extra)
@@ -217,6 +219,7 @@ def test_head_mismatch_is_explained(trained_run: Path, synth_root: Path, tmp_pat
         run_evaluate(trained_run, overrides=[f"data.files.verb_classes={verbs}"], progress=False)
 
 
+@pytest.mark.slow
 def test_predict_video_file(trained_run: Path, tmp_path: Path):
     import av
 
@@ -265,6 +268,7 @@ def test_predict_video_file(trained_run: Path, tmp_path: Path):
     assert out.returncode == 1 and "bad.mp4: cannot be opened as a video" in out.stderr
 
 
+@pytest.mark.slow
 def test_two_processes_evaluate_like_one(trained_run: Path, tmp_path: Path):
     one, two = tmp_path / "one", tmp_path / "two"
     shutil.copytree(trained_run, one)
