@@ -41,8 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, FileNotFoundError, ValueError, KeyError) as e:
-        # User-facing errors carry their own explanation; a traceback would bury it.
+    except (ConfigError, ValueError, KeyError, OSError) as e:
+        # User-facing errors carry their own explanation; a traceback would bury it. OSError:
+        # files and folders (not found, not readable or writable, a folder given as a file, not
+        # HDF5, a full disk), named by the message.
         if getattr(args, "debug", False):
             raise
         print(f"egodistill {args.command}: error: {e}", file=sys.stderr)

@@ -91,8 +91,19 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
 
     Writes to `cfg.run_dir`: the trainer's files, `heldout.json` (the teachers' held-out split),
     `dataset_weights.json` (weighting `dataset`) and, with `distill.cache.views > 0`, the
-    teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set).
+    teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set). The run folder is
+    changed only once teachers, annotations and stores are checked; a start that fails before
+    anything is saved leaves no run folder behind.
     """
+    from egodistill.commands.train import discard_failed_start
+
+    started = {"fresh": False}
+    with discard_failed_start(Path(cfg.run_dir), lambda: started["fresh"]):
+        return _run_distill(cfg, resume=resume, overwrite=overwrite, progress=progress, started=started)
+
+
+def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, started: dict[str, bool]) -> dict[str, Any]:
+    """`run_distill`; sets started["fresh"] once the run starts in a new folder."""
     import torch
     from accelerate import PartialState
 
@@ -114,7 +125,7 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
     )
     from egodistill.engine.checkpoint import write_json
     from egodistill.engine.heldout import split_by_ids, write_heldout
-    from egodistill.commands.train import prepare_run_dir
+    from egodistill.commands.train import check_run_dir, prepare_run_dir
     from egodistill.engine.trainer import fit, seed_everything
     from egodistill.models import build_model
 
@@ -123,6 +134,7 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
     for t in dcfg.teachers:
         if Path(t).resolve() == run_dir.resolve():
             raise ValueError(f"run_dir {run_dir} is also a teacher (distill.teachers); give the student its own folder")
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     teachers = load_teachers(dcfg.teachers)
     reader = build_reader(cfg)
     info = reader.info()
@@ -139,7 +151,8 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
     samples = reader.samples(cfg.data.train_split)
     train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
                                                   source=str(Path(teachers[0].run_dir) / "heldout.json"))
-    prepare_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    MultimodalDataset(cfg, [], modalities, train=True)  # every store is there, before the folder changes
+    started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
 
