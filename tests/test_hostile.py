@@ -151,3 +151,120 @@ def test_failed_start_leaves_no_run_folder(synth_root: Path, tmp_path: Path, cap
     assert not run.exists()
     code, _, _ = run_cli(capsys, "train", cfg, "--no-progress")
     assert code == 0 and (run / "model.safetensors").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. NaN logits are never a right answer
+# ---------------------------------------------------------------------------------------------
+
+
+def strict_json(text: str):
+    """json.loads that refuses the non-standard NaN / Infinity constants."""
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def nan_run(trained_run: Path, dst: Path) -> Path:
+    """A copy of `trained_run` whose best weights are all NaN (a diverged training)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(trained_run, dst)
+    weights = load_file(str(dst / "model.safetensors"))
+    save_file({k: v * float("nan") if v.is_floating_point() else v for k, v in weights.items()},
+              str(dst / "model.safetensors"))
+    assert not all(torch.isfinite(v).all() for v in load_file(str(dst / "model.safetensors")).values())
+    return dst
+
+
+def tiny_mp4(path: Path, frames: int = 12) -> Path:
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
+        for _ in range(frames):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (36, 48, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def test_nan_scores_never_rank_first():
+    import torch
+
+    from egodistill.engine.metrics import epic_action_rank, topk_correct, true_class_rank
+
+    nan = float("nan")
+    scores = torch.tensor([[nan, nan, nan], [0.1, nan, 0.2], [0.5, 0.2, 0.3]])
+    labels = torch.tensor([0, 2, 0])
+    assert topk_correct(scores, labels, 1).tolist() == [False, False, True]
+    assert topk_correct(scores, labels, 5).tolist() == [False, False, True]  # top-5 of 3 classes
+    assert int(true_class_rank(scores, labels)[2]) == 0
+    probs = torch.tensor([[nan, nan], [0.9, 0.1]])
+    rank, conf = epic_action_rank(probs, probs, torch.tensor([0, 0]), torch.tensor([0, 0]))
+    assert rank.tolist()[0] >= 5 and int(rank[1]) == 0
+
+
+def test_compute_metrics_on_nan_logits_is_zero_and_finite(trained_run: Path):
+    import math
+
+    import torch
+
+    from egodistill.config import load_config
+    from egodistill.data.annotations import build_reader
+    from egodistill.engine.metrics import compute_metrics
+
+    cfg = load_config(trained_run / "config.yaml")
+    reader = build_reader(cfg)
+    info, samples = reader.info(), reader.samples("validation")
+    logits = {h: torch.full((len(samples), len(names)), float("nan")) for h, names in info.heads.items()}
+    metrics = compute_metrics(logits, samples, info)
+    assert metrics["verb_top1"] == 0 and metrics["noun_top5"] == 0 and metrics["action_top1"] == 0
+    assert all(math.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_diverged_training_keeps_no_nan_best_checkpoint(synth_root: Path, tmp_path: Path, capsys):
+    """optim.lr=1e6: training stops on NaN, and the held-out selection never took NaN logits
+    (scored as 100% right) as the best model."""
+    run = tmp_path / "run"
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run, optim={"lr": 1e6},
+                      train={"grad_accum": 3, "epochs": 2})
+    code, _, err = run_cli(capsys, "train", cfg, "--no-progress")
+    assert code == 1 and "NaN" in err
+    if (run / "model.safetensors").is_file():
+        code, out, err = run_cli(capsys, "evaluate", run, "--no-plots", "--no-progress")
+        assert "100.00" not in out
+    for line in (run / "metrics.jsonl").read_text().splitlines() if (run / "metrics.jsonl").is_file() else []:
+        record = strict_json(line)
+        assert not (record.get("best") and record.get("selected") == 100.0), record
+
+
+def test_evaluate_nan_model_reports_no_accuracy_and_writes_standard_json(trained_run: Path, tmp_path: Path, capsys):
+    run = nan_run(trained_run, tmp_path / "run")
+    code, out, err = run_cli(capsys, "evaluate", run, "--no-plots", "--no-progress")
+    assert code == 0 and "NaN" in err  # said, not silent
+    metrics = strict_json((run / "predictions" / "validation_metrics.json").read_text())
+    assert metrics["verb_top1"] == 0 and metrics["action_top1"] == 0
+    assert "100.00" not in out
+
+
+def test_export_epic_refuses_nan_scores(trained_run: Path, tmp_path: Path, capsys):
+    run = nan_run(trained_run, tmp_path / "run")
+    target = tmp_path / "submission.json"
+    code, _, err = run_cli(capsys, "evaluate", run, "--no-plots", "--no-progress", "--export-epic", target)
+    assert code == 1 and "NaN" in err
+    assert not target.exists() and not list(tmp_path.glob("submission.json*"))
+
+
+def test_predict_refuses_nan_logits(trained_run: Path, tmp_path: Path, capsys):
+    run = nan_run(trained_run, tmp_path / "run")
+    video = tiny_mp4(tmp_path / "clip.mp4")
+    for extra in ([], ["--json"]):
+        code, out, err = run_cli(capsys, "predict", video, "--run", run, *extra)
+        assert code == 1 and "clip.mp4" in err and "NaN" in err
+        assert "nan" not in out.lower()

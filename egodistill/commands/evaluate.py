@@ -66,6 +66,7 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     from egodistill.engine.evaluate import (
         append_jsonl,
         check_model_heads,
+        count_nonfinite,
         epic_submission,
         evaluate_dataset,
         evaluation_plots,
@@ -108,6 +109,12 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     with torch.no_grad():
         metrics, logits, ids = evaluate_dataset(predictor, dataset, cfg, info, accelerator, progress=progress,
                                                 desc=f"evaluate {split}")
+    bad = count_nonfinite(logits)
+    if bad and accelerator.is_main_process:
+        import sys
+
+        print(f"warning: the model gives NaN or infinite logits for {bad} of {len(ids)} samples of {split} "
+              f"(weights from a diverged training?); they count as wrong", file=sys.stderr)
     if accelerator.is_main_process:
         pred_dir = run_dir / "predictions"
         save_predictions(pred_dir / f"{split}{tag}.safetensors", logits, ids)

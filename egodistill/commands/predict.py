@@ -44,7 +44,7 @@ def main(args: argparse.Namespace) -> int:
     results = predict_videos(args.videos, cfg, model, info, k=args.top, batch_size=max(1, args.batch_size),
                              device=device)
     if args.json:
-        print(json.dumps(results, indent=1))
+        print(json.dumps(results, indent=1, allow_nan=False))  # standard JSON only
     else:
         print("\n\n".join(format_prediction(r) for r in results))
     return 0

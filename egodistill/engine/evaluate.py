@@ -134,6 +134,12 @@ def evaluate_dataset(predictor: Predictor, dataset, cfg, info: DatasetInfo, acce
     return compute_metrics(logits, samples, info), logits, ids
 
 
+def count_nonfinite(logits: dict[str, Tensor]) -> int:
+    """Return the number of samples (rows of {head: [N, C]}) with a NaN or infinite logit in any head."""
+    bad = [(~torch.isfinite(z)).any(1) for z in logits.values() if z.numel()]
+    return int(torch.stack(bad).any(0).sum()) if bad else 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +177,10 @@ def epic_submission(logits: dict[str, Tensor], ids: list[str], *, sls_pt: int = 
     for h in ("verb", "noun"):
         if h not in logits:
             raise ValueError(f"the EPIC submission needs a '{h}' head; the model's heads are {sorted(logits)}")
+    bad = count_nonfinite({h: logits[h] for h in ("verb", "noun")})
+    if bad:
+        raise ValueError(f"the model gives NaN or infinite logits for {bad} of {len(ids)} segments; a submission "
+                         f"needs real scores (were the run's weights saved from a diverged training?)")
     pv = logits["verb"].double().softmax(1)
     pn = logits["noun"].double().softmax(1)
     results: dict[str, Any] = {}
@@ -189,13 +199,18 @@ def epic_submission(logits: dict[str, Tensor], ids: list[str], *, sls_pt: int = 
 
 
 def write_json(path: str | os.PathLike, data: Any, indent: int | None = None) -> Path:
-    """Write JSON atomically; returns the path."""
+    """Write standard JSON (no NaN / Infinity) atomically; returns the path."""
     path = Path(path)
+    text = json.dumps(data, indent=indent, allow_nan=False)  # fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=indent)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

@@ -27,6 +27,7 @@ from egodistill.data.records import DatasetInfo, Sample
 
 ECE_BINS = 15
 ACTION_CANDIDATES = 100  # top verbs and top nouns whose products form the EPIC action scores
+UNRANKED = 2**62  # the rank of a true class among scores with a NaN: never within any top-k
 
 
 def binomial_ci95(p: float, n: int) -> float:
@@ -41,7 +42,9 @@ def true_class_rank(scores: Tensor, labels: Tensor) -> Tensor:
     """Return the 0-based rank [N] of each sample's true class among `scores` [N, C].
 
     rank = #classes with a higher score + #classes with the same score and a lower id, so
-    top-k is right exactly when rank < k (ties broken by class id, lower first).
+    top-k is right exactly when rank < k (ties broken by class id, lower first). A row with a
+    NaN score has no order: its rank is UNRANKED, larger than any k, so it is never right (NaN
+    compares false with everything, which would otherwise make it rank 0).
     """
     if scores.ndim != 2 or labels.shape != scores.shape[:1]:
         raise ValueError(f"scores must be [N, C] and labels [N], got {tuple(scores.shape)} and {tuple(labels.shape)}")
@@ -49,7 +52,8 @@ def true_class_rank(scores: Tensor, labels: Tensor) -> Tensor:
     ids = torch.arange(scores.shape[1], device=scores.device).unsqueeze(0)  # [1, C]
     higher = (scores > true).sum(1)
     tied_before = ((scores == true) & (ids < labels.unsqueeze(1))).sum(1)
-    return higher + tied_before
+    rank = higher + tied_before
+    return torch.where(torch.isnan(scores).any(1), torch.full_like(rank, UNRANKED), rank)
 
 
 def topk_correct(scores: Tensor, labels: Tensor, k: int) -> Tensor:
@@ -192,8 +196,8 @@ def compute_metrics(logits: dict[str, Tensor], samples: list[Sample], info: Data
         top1[head] = rank < 1
         _accuracy(f"{head}_top1", rank < 1, out)
         _accuracy(f"{head}_top5", rank < 5, out)
-        # The confidence of the predicted (argmax, first on ties) class.
-        conf = probs[head][known].max(1).values
+        # The confidence of the predicted (argmax, first on ties) class; 0 for NaN logits.
+        conf = probs[head][known].max(1).values.nan_to_num(nan=0.0)
         out[f"{head}_ece"] = 100.0 * expected_calibration_error(conf, rank < 1)
         tail = info.tail_classes.get(head)
         if tail is not None:
@@ -209,7 +213,7 @@ def compute_metrics(logits: dict[str, Tensor], samples: list[Sample], info: Data
             rank, conf = epic_action_rank(probs[vh][known], probs[nh][known], yv[known], yn[known], cap=5)
             _accuracy("action_top1", rank < 1, out)
             _accuracy("action_top5", rank < 5, out)
-            out["action_ece"] = 100.0 * expected_calibration_error(conf, rank < 1)
+            out["action_ece"] = 100.0 * expected_calibration_error(conf.nan_to_num(nan=0.0), rank < 1)
             tv, tn = info.tail_classes.get(vh), info.tail_classes.get(nh)
             if tv is not None or tn is not None:
                 # EPIC: an action is a tail action when its verb OR its noun is a tail class.

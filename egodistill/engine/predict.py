@@ -113,6 +113,9 @@ def predict_videos(paths: list[str | os.PathLike], cfg: Config, model: torch.nn.
         batch = {"rgb": torch.stack([p[3] for p in pending]).to(device)}  # [B, V, T, 3, S, S]
         logits = average_views(model(model_input(batch, cfg.model)), len(pending))  # {head: [B, C]}
         for i, (name, n, fps, _) in enumerate(pending):
+            if not all(bool(torch.isfinite(z[i]).all()) for z in logits.values()):
+                raise ValueError(f"{name}: the model gives NaN or infinite logits, so there is no prediction "
+                                 f"(were the run's weights saved from a diverged training?)")
             record = {"video": name, "frames": n, "fps": fps}
             record.update(top_classes({h: z[i].cpu() for h, z in logits.items()}, info, k))
             results.append(record)

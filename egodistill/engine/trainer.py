@@ -40,7 +40,7 @@ from egodistill.engine.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from egodistill.engine.evaluate import append_jsonl, evaluate_dataset, model_predictor
+from egodistill.engine.evaluate import append_jsonl, count_nonfinite, evaluate_dataset, model_predictor
 from egodistill.engine.inputs import model_input, to_device
 from egodistill.engine.metrics import selection_metric
 
@@ -348,13 +348,20 @@ def fit(cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Ob
             net = unwrap(model)
             was_training = net.training
             net.eval()
-            metrics, _, _ = evaluate_dataset(model_predictor(net, cfg.model), heldout_set, cfg, info, accelerator,
-                                             progress=progress, desc="held-out")
+            metrics, logits, _ = evaluate_dataset(model_predictor(net, cfg.model), heldout_set, cfg, info, accelerator,
+                                                  progress=progress, desc="held-out")
             net.train(was_training)
             selected = selection_metric(metrics, tc.select_metric)
-            improved = best is None or selected > best["selected"]
+            # Weights that give NaN or infinite logits are never selected, whatever they score.
+            nonfinite = count_nonfinite(logits)
+            improved = not nonfinite and (best is None or selected > best["selected"])
             record.update(metrics)
             record["selected"] = selected
+            if nonfinite:
+                record["nonfinite_logits"] = nonfinite
+                if main:
+                    print(f"epoch {epoch_done}: the model gives NaN or infinite logits on {nonfinite} held-out "
+                          f"sample(s) (diverged weights?); these weights are not selected")
             if improved:
                 best = {**metrics, "selected": selected, "epoch": epoch_done, "step": step}
         else:  # no held-out split: the latest weights are the ones kept
