@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import re
 import types
@@ -342,8 +343,10 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def config_from_dict(values: dict[str, Any]) -> Config:
-    """Return a validated `Config` from a plain (YAML-like) dict."""
-    return _build(Config, values or {})
+    """Return a validated `Config` (keys, types and value ranges) from a plain (YAML-like) dict."""
+    cfg = _build(Config, values or {})
+    check_values(cfg)
+    return cfg
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -379,6 +382,80 @@ def save_config(cfg: Config, path: str | os.PathLike) -> None:
     with open(tmp, "w") as f:
         yaml.dump(config_to_dict(cfg), f, Dumper=_YamlDumper, sort_keys=False)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Value ranges
+# --------------------------------------------------------------------------------------------
+
+
+def check_values(cfg: Config) -> None:
+    """Raise ConfigError naming the first key whose value is outside its range (every number
+    finite; counts, sizes, frames, strides and rates >= 1; learning rate and temperatures > 0;
+    weights and widths >= 0; fractions in [0, 1)), or whose value does not fit another key's
+    (model.frame_step against data.num_frames, data.audio.win_length against n_fft)."""
+    def value(key: str) -> Any:
+        node: Any = cfg
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    def fail(key: str, expected: str, got: Any) -> None:
+        raise ConfigError(f"config key '{key}' must be {expected}, got {got!r}")
+
+    def numbers(key: str) -> list[tuple[str, Any]]:
+        """(key, number) of a number, of each item of a list, or of each value of a mapping."""
+        v = value(key)
+        if isinstance(v, list):
+            return [(f"{key}[{i}]", x) for i, x in enumerate(v)]
+        if isinstance(v, dict):
+            return [(f"{key}.{k}", x) for k, x in v.items()]
+        return [(key, v)]
+
+    def need(keys: str, ok, expected: str) -> None:
+        for key in keys.split():
+            for name, v in numbers(key):
+                if v is not None and not ok(v):
+                    fail(name, expected, v)
+
+    # Every number is finite (YAML reads .nan and .inf).
+    def walk(node: Any, prefix: str) -> None:
+        for f in dataclasses.fields(node):
+            key = f"{prefix}{f.name}"
+            v = getattr(node, f.name)
+            if dataclasses.is_dataclass(v):
+                walk(v, key + ".")
+                continue
+            items = v if isinstance(v, list) else list(v.values()) if isinstance(v, dict) else [v]
+            for x in items:
+                if isinstance(x, float) and not math.isfinite(x):
+                    fail(key, "a finite number", x)
+
+    walk(cfg, "")
+    need("data.num_frames data.stride data.size data.test_clips data.test_crops data.max_boxes "
+         "data.audio.n_fft data.audio.win_length data.audio.hop_length data.audio.n_mels data.audio.filterbank_rate "
+         "model.frame_step model.heads train.epochs train.batch_size train.eval_batch_size train.grad_accum "
+         "train.eval_every train.log_every", lambda v: v >= 1, ">= 1")
+    need("data.color_jitter data.audio.time_mask data.audio.freq_mask optim.weight_decay optim.warmup_epochs "
+         "optim.grad_clip train.seed train.workers train.max_steps train.checkpoint_every train.head_weights "
+         "distill.alpha_kd distill.alpha_gt distill.cache.views", lambda v: v >= 0, ">= 0")
+    need("optim.lr data.audio.segment_seconds data.audio.std distill.tau distill.temperature data.scale_range",
+         lambda v: v > 0, "> 0")
+    need("data.heldout_fraction data.audio.time_stretch model.drop_path optim.betas", lambda v: 0 <= v < 1,
+         "in [0, 1)")
+    if cfg.data.flow_channels not in (2, 3):
+        fail("data.flow_channels", "2 (u, v) or 3 (u, v, zeros)", cfg.data.flow_channels)
+    if len(cfg.data.scale_range) != 2 or cfg.data.scale_range[0] > cfg.data.scale_range[1]:
+        fail("data.scale_range", "[low, high] with low <= high", cfg.data.scale_range)
+    if len(cfg.optim.betas) != 2:
+        fail("optim.betas", "two numbers [beta1, beta2]", cfg.optim.betas)
+    if cfg.data.audio.win_length > cfg.data.audio.n_fft:
+        fail("data.audio.win_length", f"<= data.audio.n_fft ({cfg.data.audio.n_fft})", cfg.data.audio.win_length)
+    step, frames = cfg.model.frame_step, cfg.data.num_frames
+    if step > 1 and step >= frames:
+        raise ConfigError(f"config key 'model.frame_step' must be 1 or smaller than data.num_frames ({frames}), "
+                          f"got {step}: the model reads every frame_step-th of the view's {frames} frames, so "
+                          f"{step} would leave it a single frame")
 
 
 def resolve_path(cfg: Config, path: str) -> Path:

@@ -268,3 +268,127 @@ def test_predict_refuses_nan_logits(trained_run: Path, tmp_path: Path, capsys):
         code, out, err = run_cli(capsys, "predict", video, "--run", run, *extra)
         assert code == 1 and "clip.mp4" in err and "NaN" in err
         assert "nan" not in out.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# 9, 4, 8: value ranges checked at config load, naming the key, before anything is written
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.batch_size=0", "train.batch_size"),
+    ("train.eval_batch_size=-2", "train.eval_batch_size"),
+    ("train.grad_accum=0", "train.grad_accum"),
+    ("train.epochs=0", "train.epochs"),
+    ("data.size=0", "data.size"),
+    ("data.num_frames=0", "data.num_frames"),
+    ("data.stride=0", "data.stride"),
+    ("data.test_clips=0", "data.test_clips"),
+    ("data.audio.hop_length=0", "data.audio.hop_length"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.lr=-1e-3", "optim.lr"),
+    ("optim.lr=.nan", "optim.lr"),
+    ("optim.lr=.inf", "optim.lr"),
+    ("data.heldout_fraction=1.5", "data.heldout_fraction"),
+    ("distill.temperature=0", "distill.temperature"),
+    ("model.frame_step=0", "model.frame_step"),
+])
+def test_out_of_range_values_fail_at_load_naming_the_key(synth_root: Path, tmp_path: Path, capsys, override, key):
+    run = tmp_path / "run"
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run)
+    code, _, err = run_cli(capsys, "train", cfg, override, "--no-progress")
+    assert code == 1 and f"'{key}'" in err, err
+    assert not run.exists()  # nothing written
+
+
+def test_frame_step_larger_than_the_clip_fails(synth_root: Path, tmp_path: Path, capsys):
+    """A student with model.frame_step=8 on 4-frame views would see one frame."""
+    run = tmp_path / "run"
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run)
+    for step in (8, 4):
+        code, _, err = run_cli(capsys, "train", cfg, f"model.frame_step={step}", "--no-progress")
+        assert code == 1 and "model.frame_step" in err and "data.num_frames" in err
+        assert not run.exists()
+
+
+def test_evaluate_override_out_of_range_fails_cleanly(trained_run: Path, capsys):
+    code, _, err = run_cli(capsys, "evaluate", trained_run, "data.test_clips=0", "--no-progress")
+    assert code == 1 and "data.test_clips" in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 5, 8: prepare options out of range
+# ---------------------------------------------------------------------------------------------
+
+
+def wav_file(path: Path, rate: int = 8000, seconds: float = 0.5) -> Path:
+    import wave
+
+    import numpy as np
+
+    t = np.arange(int(rate * seconds)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.sin(2 * np.pi * 440 * t) * 8000).astype("<i2").tobytes())
+    return path
+
+
+def frame_folders(root: Path, videos: int = 1, frames: int = 3) -> Path:
+    import cv2
+    import numpy as np
+
+    for v in range(videos):
+        d = root / f"P01_{v + 1:02d}"
+        d.mkdir(parents=True)
+        for i in range(frames):
+            img = np.full((16, 24, 3), 40 * i, dtype=np.uint8)
+            cv2.imwrite(str(d / f"frame_{i + 1:010d}.jpg"), img)
+    return root
+
+
+@pytest.mark.parametrize("value", ["0", "-8000"])
+def test_prepare_audio_refuses_a_sample_rate_below_1(tmp_path: Path, capsys, value):
+    wav = wav_file(tmp_path / "P01_01.wav")
+    out = tmp_path / "audio.h5"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", "audio", str(wav), str(out), f"--sample-rate={value}"])
+    assert e.value.code == 2 and "--sample-rate" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("option", ["--fps=0", "--fps=-25", "--fps=nan", "--workers=0"])
+def test_prepare_frames_refuses_a_rate_or_count_below_range(tmp_path: Path, capsys, option):
+    frames = frame_folders(tmp_path / "frames")
+    out = tmp_path / "rgb.h5"
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", "frames", str(frames), str(out), option, "--quiet"])
+    assert e.value.code == 2 and option.split("=")[0] in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_prepare_video_refuses_a_negative_short_side(tmp_path: Path, capsys):
+    video = tiny_mp4(tmp_path / "P01_01.mp4")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["prepare", "video", str(video), "--rgb", str(tmp_path / "rgb.h5"), "--no-audio",
+                  "--short-side", "-1", "--quiet"])
+    assert e.value.code == 2 and "--short-side" in capsys.readouterr().err
+    assert not (tmp_path / "rgb.h5").exists()
+
+
+def test_store_writers_refuse_a_rate_below_range(tmp_path: Path):
+    import numpy as np
+
+    from egodistill.data.stores import open_writer
+
+    import cv2
+
+    jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ValueError, match="fps"):
+        with open_writer("rgb", tmp_path / "rgb.h5") as w:
+            w.add_video("P01_01", [jpeg], fps=0.0)
+    with pytest.raises(ValueError, match="sample.rate"):
+        with open_writer("audio", tmp_path / "audio.h5") as w:
+            w.add_video("P01_01", np.zeros(100, np.float32), sample_rate=0)
+    assert not (tmp_path / "rgb.h5").exists() and not (tmp_path / "audio.h5").exists()

@@ -13,16 +13,41 @@ from pathlib import Path
 ORDER = 10
 
 
+def _number(kind: type, low: float, *, above: bool = False, high: float | None = None):
+    """Return an argparse type: a finite `kind` (int or float) >= `low` (> `low` with `above`),
+    <= `high` when given; anything else is a usage error naming the option."""
+    import math
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        if not math.isfinite(value) or value < low or (above and value == low) or (high is not None and value > high):
+            bound = f"> {low:g}" if above else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{f' and <= {high:g}' if high is not None else ''}, "
+                                             f"got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_COUNT = _number(int, 1)  # workers, strides, boxes, sample rates
+_RATE = _number(float, 0, above=True)  # frame rates, flow bounds
+
+
 def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
     if workers:
-        p.add_argument("--workers", type=int, default=1, help="worker processes (default 1); the parent writes")
+        p.add_argument("--workers", type=_COUNT, default=1, help="worker processes (default 1); the parent writes")
     p.add_argument("--overwrite", action="store_true",
                    help="start from an empty store instead of resuming / adding to an existing one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _fps_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=float, default=60.0, help="RGB frame rate stored for every video (default 60)")
+    p.add_argument("--fps", type=_RATE, default=60.0, help="RGB frame rate stored for every video (default 60)")
     p.add_argument("--video-info", type=Path,
                    help="EPIC_100_video_info.csv: per-video frame rates (overrides --fps)")
     p.add_argument("--on-gap", choices=("error", "fill"), default="error",
@@ -52,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "FLOW_DIR/v/<video_id>/...) into flow.h5.")
     p.add_argument("flow_dir", type=Path, help="folder with u/ and v/ (or <video_id>/u, <video_id>/v)")
     p.add_argument("out", type=Path, help="output flow.h5")
-    p.add_argument("--stride", type=int, default=2, help="RGB frames per flow frame (EPIC: 2)")
-    p.add_argument("--bound", type=float, default=20.0, help="flow bound the JPEGs were quantised with (EPIC: 20)")
+    p.add_argument("--stride", type=_COUNT, default=2, help="RGB frames per flow frame (EPIC: 2)")
+    p.add_argument("--bound", type=_RATE, default=20.0, help="flow bound the JPEGs were quantised with (EPIC: 20)")
     _fps_arg(p)
     _common(p)
     p.set_defaults(func=run_flow_frames)
@@ -65,10 +90,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--rgb", type=Path, required=True, help="output rgb.h5")
     p.add_argument("--audio", type=Path, help="output audio.h5 (required unless --no-audio)")
     p.add_argument("--no-audio", action="store_true", help="frames only")
-    p.add_argument("--short-side", type=int, default=256, help="resize so the short side is this (0: keep; default 256)")
-    p.add_argument("--quality", type=int, default=90, help="JPEG quality 1..100 (default 90)")
-    p.add_argument("--fps", type=float, help="resample frames to this rate (default: the video's)")
-    p.add_argument("--sample-rate", type=int, default=24000, help="audio sample rate in Hz (default 24000)")
+    p.add_argument("--short-side", type=_number(int, 0), default=256, help="resize so the short side is this (0: keep; default 256)")
+    p.add_argument("--quality", type=_number(int, 1, high=100), default=90, help="JPEG quality 1..100 (default 90)")
+    p.add_argument("--fps", type=_RATE, help="resample frames to this rate (default: the video's)")
+    p.add_argument("--sample-rate", type=_COUNT, default=24000, help="audio sample rate in Hz (default 24000)")
     p.add_argument("--allow-silent", action="store_true", help="store silence for videos without audio instead of failing")
     _common(p)
     p.set_defaults(func=run_video)
@@ -78,7 +103,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "the video id is the file stem.")
     p.add_argument("inputs", nargs="+", type=Path, help="audio files or folders of them")
     p.add_argument("out", type=Path, help="output audio.h5")
-    p.add_argument("--sample-rate", type=int, default=24000, help="sample rate in Hz (default 24000)")
+    p.add_argument("--sample-rate", type=_COUNT, default=24000, help="sample rate in Hz (default 24000)")
     _common(p)
     p.set_defaults(func=run_audio)
 
@@ -87,11 +112,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    "(clip to +-BOUND, 8 bit, 128 = still) and store u and v as grey JPEGs.")
     p.add_argument("rgb", type=Path, help="input rgb.h5")
     p.add_argument("out", type=Path, help="output flow.h5")
-    p.add_argument("--stride", type=int, default=2, help="RGB frames per flow frame (default 2, as EPIC)")
-    p.add_argument("--bound", type=float, default=20.0, help="flow bound in pixels (default 20, as EPIC)")
+    p.add_argument("--stride", type=_COUNT, default=2, help="RGB frames per flow frame (default 2, as EPIC)")
+    p.add_argument("--bound", type=_RATE, default=20.0, help="flow bound in pixels (default 20, as EPIC)")
     p.add_argument("--method", choices=("auto", "tvl1", "dis", "farneback"), default="auto",
                    help="auto: tvl1 when cv2.optflow exists, else dis")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality of the u/v images (default 95)")
+    p.add_argument("--quality", type=_number(int, 1, high=100), default=95, help="JPEG quality of the u/v images (default 95)")
     p.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")
     _common(p)
     p.set_defaults(func=run_flow)
@@ -106,7 +131,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sizes.add_argument("--sizes", type=Path, help="Something-Else: JSON {video_id: [width, height]} (else the largest box extent)")
     sizes.add_argument("--sizes-from", type=Path, metavar="RGB_H5",
                        help="Something-Else: take each video's frame size from this rgb.h5 (e.g. from `prepare video`)")
-    p.add_argument("--max-boxes", type=int, default=14, help="boxes per frame (default 14)")
+    p.add_argument("--max-boxes", type=_COUNT, default=14, help="boxes per frame (default 14)")
     p.add_argument("--hand-threshold", type=float, default=0.0, help="hand_object: drop hands scoring below")
     p.add_argument("--object-threshold", type=float, default=0.0, help="hand_object: drop objects scoring below")
     p.add_argument("--videos", nargs="+", metavar="ID", help="only these video ids")

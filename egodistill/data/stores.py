@@ -506,6 +506,13 @@ def _vlen_array(blobs: Sequence[bytes]) -> np.ndarray:
     return arr
 
 
+def _check_rate(value: float, what: str) -> None:
+    """Raise ValueError unless `value` is a finite number > 0 (a frame rate, a flow bound)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{what} must be a number > 0, got {value!r}")
+
+
 class _Writer:
     """Builds `<path>.tmp` (resuming it, or starting from a copy of `path`) and renames it on close."""
 
@@ -600,6 +607,7 @@ class RGBWriter(_Writer):
         frame's. Extra keyword attributes are stored on the video's dataset.
         """
         self._replace(video_id)
+        _check_rate(fps, f"{self.path}: video {video_id!r}: fps")
         if not jpegs:
             raise ValueError(f"{self.path}: video {video_id!r} has no frames")
         for i, b in enumerate(jpegs):
@@ -630,6 +638,8 @@ class FlowWriter(_Writer):
             raise ValueError(f"{self.path}: video {video_id!r} has no flow frames")
         if stride < 1:
             raise ValueError(f"{self.path}: video {video_id!r}: stride must be >= 1, got {stride}")
+        _check_rate(fps, f"{self.path}: video {video_id!r}: fps")
+        _check_rate(bound, f"{self.path}: video {video_id!r}: flow bound")
         for c, blobs in (("u", u_jpegs), ("v", v_jpegs)):
             for i, b in enumerate(blobs):
                 check_jpeg(b, f"video {video_id!r}, flow frame {first_frame + i} ({c})")
@@ -657,6 +667,9 @@ class AudioWriter(_Writer):
     def add_video(self, video_id: str, waveform: np.ndarray, sample_rate: int, **attrs: Any) -> None:
         """Store a mono waveform `[n]` (float in [-1, 1], or int16) at `sample_rate` Hz."""
         self._replace(video_id)
+        if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate < 1:
+            raise ValueError(f"{self.path}: video {video_id!r}: the sample rate must be a whole number of Hz >= 1, "
+                             f"got {sample_rate}")
         wave = np.asarray(waveform)
         if wave.ndim != 1:
             raise ValueError(f"{self.path}: video {video_id!r}: expected a mono waveform [n], got shape {wave.shape}")
