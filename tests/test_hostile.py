@@ -392,3 +392,35 @@ def test_store_writers_refuse_a_rate_below_range(tmp_path: Path):
         with open_writer("audio", tmp_path / "audio.h5") as w:
             w.add_video("P01_01", np.zeros(100, np.float32), sample_rate=0)
     assert not (tmp_path / "rgb.h5").exists() and not (tmp_path / "audio.h5").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. a store interrupted mid-write (kill -9) is resumed, its damaged entry redone
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prepare_frames_resumes_past_a_damaged_entry(tmp_path: Path, capsys):
+    """kill -9 while HDF5 wrote a video's object header leaves a link to an unreadable object;
+    the rerun used to fail with AttributeError until the .tmp was deleted by hand."""
+    import h5py
+
+    from egodistill.data.stores import RGBStore, open_writer
+
+    frames = frame_folders(tmp_path / "frames", videos=2, frames=3)
+    out = tmp_path / "rgb.h5"
+    blobs = {v: [p.read_bytes() for p in sorted((frames / v).iterdir())] for v in ("P01_01", "P01_02")}
+    writer = open_writer("rgb", out)
+    writer.add_video("P01_01", blobs["P01_01"], fps=60.0)
+    writer.add_video("P01_02", blobs["P01_02"], fps=60.0)
+    header = h5py.h5o.get_info(writer._file["P01_02"].id).addr
+    writer.abort()  # as a killed run leaves it: out.h5.tmp, no out.h5
+    with open(str(out) + ".tmp", "r+b") as f:  # the second video's object header, half-written
+        f.seek(header)
+        f.write(b"\xff" * 64)
+    code, _, err = run_cli(capsys, "prepare", "frames", frames, out, "--quiet")
+    assert code == 0, err
+    store = RGBStore(out)
+    assert store.video_ids() == ["P01_01", "P01_02"]
+    for v in ("P01_01", "P01_02"):
+        assert store.read_frames(v, [1, 2, 3]) == blobs[v]
+    assert not Path(str(out) + ".tmp").exists()

@@ -547,10 +547,37 @@ class _Writer:
         elif (fmt.decode() if isinstance(fmt, bytes) else str(fmt)) != self.modality:
             self._file.close()
             raise ValueError(f"{self.path}: is an egodistill {fmt} store, expected {self.modality}")
-        # Drop entries an interrupted run left half-written.
-        for key in [k for k, e in self._file.items() if not e.attrs.get("complete", False)]:
-            del self._file[key]
+        self._drop_incomplete()
         self.closed = False
+
+    def _drop_incomplete(self) -> None:
+        """Drop the entries an interrupted run left half-written. A kill -9 while HDF5 wrote an
+        entry can leave a link to an object that cannot be read nor unlinked; then the readable,
+        complete entries are copied into a new temporary file, and the damaged ones are redone."""
+        damaged = []
+        for key in list(self._file.keys()):
+            try:
+                if self._file[key].attrs.get("complete", False):
+                    continue
+                del self._file[key]
+            except (KeyError, OSError, RuntimeError, ValueError):
+                damaged.append(key)
+        if not damaged:
+            return
+        rebuilt = self.tmp.with_name(self.tmp.name + ".rebuild")
+        with h5py.File(rebuilt, "w") as out:
+            out.attrs.update(dict(self._file.attrs))
+            for key in self._file.keys():
+                if key in damaged:
+                    continue
+                try:
+                    self._file.copy(self._file[key], out, name=key)
+                except (KeyError, OSError, RuntimeError, ValueError):
+                    if key in out:
+                        del out[key]
+        self._file.close()
+        os.replace(rebuilt, self.tmp)
+        self._file = h5py.File(self.tmp, "a")
 
     def has_video(self, video_id: str) -> bool:
         """Return True if `video_id` is complete in the store being written."""
