@@ -55,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--runs", help="folder for the teacher runs (reused when present; default: temp)")
     p.add_argument("--epochs", type=int, default=10, help="student epochs per mode (accuracy runs)")
     p.add_argument("--teacher-epochs", type=int, default=20)
-    p.add_argument("--preset", default="swin_nano", help="student and teacher preset")
+    p.add_argument("--arch", default="swin_nano", help="student and teacher architecture")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
@@ -76,7 +76,7 @@ def base_config(root: Path, args: argparse.Namespace) -> Config:
     cfg.train.batch_size, cfg.train.eval_batch_size, cfg.train.workers = args.batch_size, 32, args.workers
     cfg.train.seed, cfg.train.log_every = args.seed, 10
     cfg.optim.lr, cfg.optim.warmup_epochs = args.lr, 0.5
-    cfg.model = dataclasses.replace(cfg.model, preset=args.preset, drop_path=0.1)
+    cfg.model = dataclasses.replace(cfg.model, arch=args.arch, drop_path=0.1)
     return cfg
 
 
@@ -131,9 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     weights = {h: torch.tensor(w) for h, w in weights_rec["weights"].items()}
     ensemble = EnsembleTeacher([t.teacher for t in teachers], "dataset", weights=weights, heads=list(heads))
     k = args.views or args.epochs
-    print(f"student {args.preset}, {args.frames} frames at {args.size}x{args.size}, batch {args.batch_size}, "
+    print(f"student {args.arch}, {args.frames} frames at {args.size}x{args.size}, batch {args.batch_size}, "
           f"{len(train_samples)} training samples, {args.epochs} epochs, {args.workers} loader workers, "
-          f"{torch.get_num_threads()} threads; teachers rgb, flow, audio ({args.preset}); cache K={k}")
+          f"{torch.get_num_threads()} threads; teachers rgb, flow, audio ({args.arch}); cache K={k}")
 
     t0 = time.perf_counter()
     cache = build_cache(work / "teacher_cache.h5", MultimodalDataset(cfg, train_samples, list(TEACHERS), train=True), ensemble,

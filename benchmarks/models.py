@@ -1,13 +1,13 @@
 """Cost of the models on this machine: parameters, GFLOPs per view, clips/s forward and fwd+bwd.
 
-For each Swin preset both window-attention paths are measured (torchvision's explicit matmuls
-and `F.scaled_dot_product_attention`); the table's last column says which is faster and by how
+Each architecture on the view it is meant for. For each Swin preset both window-attention paths
+are measured (torchvision's explicit matmuls and `F.scaled_dot_product_attention`); the table's last column says which is faster and by how
 much, which is how `VideoSwin`'s default (`sdpa=True`) was chosen. GFLOPs are
 `torch.utils.flop_counter` FLOPs (a multiply-add counts 2; Video Swin's paper quotes multiply-adds,
 i.e. half) per view of the given size.
 
-    python benchmarks/models.py                         # Swin-T 16x224, small presets, STLT
-    python benchmarks/models.py --presets swin_nano swin_micro --seconds 2
+    python benchmarks/models.py                         # Swin-T 16x224, small presets, STLT, CNNs
+    python benchmarks/models.py --archs swin_nano cnn3d_micro --seconds 2
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from egodistill.config import ModelConfig
 from egodistill.models import build_model, model_cost
 from egodistill.models.stlt import example_layout
 
-# preset -> (frames, size, batch) of the view it is meant for.
+# architecture -> (frames, size, batch) of the view it is meant for.
 VIEWS = {
     "swin_t": (16, 224, 1),
     "swin_micro": (8, 48, 8),
@@ -27,29 +27,35 @@ VIEWS = {
     "stlt": (16, 0, 4),
     "stlt_small": (16, 0, 16),
     "stlt_nano": (16, 0, 16),
+    "cnn3d_nano": (8, 48, 8),
+    "cnn3d_micro": (8, 48, 8),
+    "x3d_nano": (8, 48, 8),
+    "r3d_18": (16, 112, 1),
+    "r2plus1d_18": (16, 112, 1),
+    "s3d": (16, 224, 1),
 }
 HEADS = {"verb": 97, "noun": 300}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--presets", nargs="+", default=list(VIEWS), choices=list(VIEWS))
+    parser.add_argument("--archs", nargs="+", default=list(VIEWS), choices=list(VIEWS))
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum seconds per timing")
     args = parser.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    header = f"{'preset':<11} {'view':<14} {'batch':>5} {'params (M)':>10} {'GFLOPs/view':>11} {'attention':<9} {'fwd clips/s':>11} {'fwd+bwd clips/s':>15}"
+    header = f"{'arch':<11} {'view':<14} {'batch':>5} {'params (M)':>10} {'GFLOPs/view':>11} {'attention':<9} {'fwd clips/s':>11} {'fwd+bwd clips/s':>15}"
     print(header)
     print("-" * len(header))
-    for preset in args.presets:
-        frames, size, batch = VIEWS[preset]
-        arch = "stlt" if preset.startswith("stlt") else "swin"
+    for arch in args.archs:
+        frames, size, batch = VIEWS[arch]
         torch.manual_seed(0)
-        model = build_model(ModelConfig(arch=arch, preset=preset, drop_path=0.0), HEADS, 3)
-        if arch == "stlt":
+        model = build_model(ModelConfig(arch=arch, drop_path=0.0), HEADS, 3, clip=(frames, size))
+        if not size:  # a layout model
             x, view, paths = example_layout(batch, frames, 14), f"{frames}x14 boxes", [None]
         else:
-            x, view, paths = torch.randn(batch, frames, 3, size, size), f"{frames}x3x{size}x{size}", [False, True]
+            x, view = torch.randn(batch, frames, 3, size, size), f"{frames}x3x{size}x{size}"
+            paths = [False, True] if hasattr(model, "set_sdpa") else [None]
         results = {}
         for sdpa in paths:
             if sdpa is not None:
@@ -58,7 +64,7 @@ def main() -> None:
             results[sdpa] = cost
             path = "-" if sdpa is None else ("sdpa" if sdpa else "explicit")
             print(
-                f"{preset:<11} {view:<14} {batch:>5} {cost['params'] / 1e6:>10.2f} {cost['gflops']:>11.3f} "
+                f"{arch:<11} {view:<14} {batch:>5} {cost['params'] / 1e6:>10.2f} {cost['gflops']:>11.3f} "
                 f"{path:<9} {cost['fwd_clips_s']:>11.2f} {cost['fwdbwd_clips_s']:>15.2f}",
                 flush=True,
             )

@@ -34,7 +34,7 @@ HEADS = {"verb": 97, "noun": 300}
 def time_steps(preset: str, frames: int, size: int, batch: int, steps: int, precision: str) -> dict:
     """Return {"s_per_step", "clips_per_s"} of `steps` timed optimiser steps after one warm-up step."""
     cfg = Config()
-    cfg.model.preset = preset
+    cfg.model.arch = preset
     cfg.train.precision = precision
     accelerator = make_accelerator(cfg)
     model = build_model(cfg.model, HEADS, 3)

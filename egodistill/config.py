@@ -115,14 +115,26 @@ class DataConfig:
 class ModelConfig:
     """A network for one modality with one linear head per task head."""
 
-    arch: Literal["swin", "stlt"] = "swin"
-    preset: str = "swin_t"  # swin_t | swin_s | swin_b | small CPU presets (see models/)
+    arch: str = "swin_t"  # a registered architecture (`egodistill info --list`): swin_t, cnn3d_micro, r3d_18, ...
+    preset: str = ""  # older configs: arch swin|stlt + preset name; read as arch=<preset>
     modality: str = "rgb"  # which batch entry the model reads
     heads: dict[str, int] = field(default_factory=dict)  # empty = the dataset's heads
     drop_path: float = 0.2
     pretrained: str = ""  # official Video Swin / authors' checkpoint to initialise from
     # Student with fewer frames: it reads every `frame_step`-th of the view's frames.
     frame_step: int = 1
+
+    def __post_init__(self) -> None:
+        # Configs and run folders written before the model registry name a family and a preset.
+        if self.preset:
+            if self.arch not in ("swin", "stlt", "swin_t"):  # the old families, or the default
+                raise ConfigError(f"model.preset '{self.preset}' is only read with model.arch swin or stlt (older "
+                                  f"configs); name the architecture alone: model.arch={self.preset}")
+            self.arch, self.preset = self.preset, ""
+        from egodistill.models.registry import list_models, unknown_model_message
+
+        if self.arch not in list_models():
+            raise ConfigError(unknown_model_message(self.arch))
 
 
 @dataclass

@@ -71,18 +71,17 @@ def _base_config(data_yaml: Path, s: DemoSettings, seed: int) -> Config:
     return cfg
 
 
-def _model_config(cfg: Config, run_dir: Path, modality: str, preset: str, **model: Any) -> Config:
+def _model_config(cfg: Config, run_dir: Path, modality: str, arch: str, **model: Any) -> Config:
     cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), train=dataclasses.replace(cfg.train))
-    arch = "stlt" if preset.startswith("stlt") else "swin"
-    cfg.model = dataclasses.replace(cfg.model, arch=arch, preset=preset, modality=modality, drop_path=0.1, **model)
+    cfg.model = dataclasses.replace(cfg.model, arch=arch, modality=modality, drop_path=0.1, **model)
     cfg.run_dir, cfg.name = str(run_dir), run_dir.name
     return cfg
 
 
 def _cost(run_dir: Path) -> dict[str, float]:
     """GFLOPs per view and inference clips/s of a run's model on one test view."""
-    from egodistill.commands.info import example_input
     from egodistill.engine.checkpoint import load_run
+    from egodistill.engine.inputs import example_input
     from egodistill.models import model_cost
 
     cfg, model, _ = load_run(run_dir)

@@ -156,7 +156,6 @@ def test_wrong_types_name_the_key(override, message):
         ("train.precision", ["no", "fp16", "bf16"], "fp32"),
         ("data.sampler", ["dense", "uniform"], "random"),
         ("distill.weighting", ["uniform", "per-sample", "dataset"], "mean"),
-        ("model.arch", ["swin", "stlt"], "resnet"),
         ("data.label_ids", ["sorted", "file"], "ssv2"),
     ],
 )
@@ -319,3 +318,21 @@ def test_resolve_path(tmp_path):
     assert resolve_path(cfg, "a/b.csv") == tmp_path / "a" / "b.csv"
     assert resolve_path(cfg, "/abs/c.csv") == Path("/abs/c.csv")
     assert resolve_path(Config(), "a/b.csv") == Path("a/b.csv")  # empty root: as given
+
+
+def test_model_arch_is_any_registered_architecture_and_an_unknown_one_names_the_closest():
+    from egodistill.models import list_models
+
+    for arch in ("swin_t", "stlt_nano", "cnn3d_micro", "r3d_18"):
+        assert load_config(None, [f"model.arch={arch}"]).model.arch == arch
+    with pytest.raises(ConfigError) as e:
+        load_config(None, ["model.arch=cnn3d_mikro"])
+    assert "unknown model.arch 'cnn3d_mikro'" in str(e.value) and "did you mean 'cnn3d_micro'" in str(e.value)
+    assert all(name in str(e.value) for name in list_models())
+
+
+def test_older_configs_with_a_family_and_a_preset_read_as_the_preset():
+    assert load_config(None, ["model.arch=swin", "model.preset=swin_nano"]).model.arch == "swin_nano"
+    assert load_config(None, ["model.arch=stlt", "model.preset=stlt_nano"]).model.arch == "stlt_nano"
+    with pytest.raises(ConfigError, match="model.arch=swin_nano"):
+        load_config(None, ["model.arch=cnn3d_nano", "model.preset=swin_nano"])

@@ -25,15 +25,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "info",
         help="print a model's parameters, GFLOPs per view and measured clips/s",
         description=(
-            "Build the model of CONFIG (model.arch, model.preset; heads from model.heads or --heads; "
+            "Build the model of CONFIG (model.arch, any registered architecture: --list; heads from model.heads or --heads; "
             "input channels by model.modality: rgb 3, flow data.flow_channels, audio 3) and print its "
             "parameters, GFLOPs per view (torch.utils.flop_counter: a multiply-add counts 2) and the "
             "forward and forward+backward clips/s measured on this machine. model.pretrained is not "
             "loaded (weights do not change the cost)."
         ),
     )
-    p.add_argument("config", help="YAML config file")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.preset=swin_nano")
+    p.add_argument("config", nargs="?", help="YAML config file")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. model.arch=swin_nano")
+    p.add_argument("--list", action="store_true", help="list the registered architectures and exit")
     p.add_argument("--frames", type=int, help="frames per view (default data.num_frames / model.frame_step)")
     p.add_argument("--size", type=int, help="crop size S (default data.size)")
     p.add_argument("--heads", type=_heads, help="heads and classes, e.g. verb=97,noun=300")
@@ -43,33 +44,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def in_channels(cfg) -> int:
-    """Return the input channels of `cfg.model.modality` (its loader's `channels`)."""
-    from egodistill.data.modalities import get_modality
-
-    return get_modality(cfg.model.modality).channels(cfg)
-
-
-def example_input(cfg, frames: int, size: int, batch: int):
-    """Return a random input for `cfg.model`: clips [batch, frames, C, size, size] for Swin, a
-    layout dict with `data.max_boxes` boxes per frame for STLT."""
-    import torch
-
-    from egodistill.models.stlt import example_layout
-
-    if cfg.model.arch == "stlt":
-        return example_layout(batch, frames, cfg.data.max_boxes)
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(batch, frames, in_channels(cfg), size, size, generator=g)
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from egodistill.config import load_config
+    from egodistill.data.modalities import get_modality
+    from egodistill.engine.inputs import example_input
     from egodistill.models import build_model, model_cost
     from egodistill.models.cost import count_flops, count_params
 
+    if args.list:
+        return list_architectures()
+    if not args.config:
+        raise ValueError("egodistill info needs a CONFIG (or --list for the registered architectures)")
     cfg = load_config(args.config, args.overrides)
     heads = args.heads or cfg.model.heads or DEFAULT_HEADS.get(cfg.data.reader)
     if not heads:
@@ -78,15 +65,16 @@ def run(args: argparse.Namespace) -> int:
     size = args.size or cfg.data.size
     # Weights do not change the cost: skip `model.pretrained` (the file may not be on this machine).
     cfg.model.pretrained = ""
-    model = build_model(cfg.model, heads, in_channels(cfg))
+    channels = get_modality(cfg.model.modality).channels(cfg)
+    model = build_model(cfg.model, heads, channels, clip=(frames, size))
     x = example_input(cfg, frames, size, args.batch)
     if args.no_timing:
         cost = {"params": count_params(model), "gflops": count_flops(model, x) / args.batch / 1e9}
     else:
         cost = model_cost(model, x, min_seconds=args.seconds)
-    view = f"{frames} boxes-frames" if cfg.model.arch == "stlt" else f"{frames}x{in_channels(cfg)}x{size}x{size}"
+    view = "x".join(str(n) for n in x.shape[1:]) if isinstance(x, torch.Tensor) else f"{frames} frames of boxes"
     rows = [
-        ("model", f"{cfg.model.arch} {cfg.model.preset} ({cfg.model.modality})"),
+        ("model", f"{cfg.model.arch} ({cfg.model.modality})"),
         ("heads", ", ".join(f"{k} {v}" for k, v in heads.items())),
         ("view", view),
         ("parameters", f"{cost['params']:,} ({cost['params'] / 1e6:.2f} M)"),
@@ -101,4 +89,16 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def list_architectures() -> int:
+    """Print every registered architecture with its family and description."""
+    from egodistill.models.registry import get_model_spec, list_models
+
+    names = list_models()
+    width = max(len(n) for n in names)
+    for name in names:
+        spec = get_model_spec(name)
+        print(f"{name:<{width}}  {spec.family:<11}  {spec.description}")
     return 0

@@ -172,7 +172,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.data.modalities import get_modality
-    from egodistill.engine.checkpoint import model_heads
+    from egodistill.engine.checkpoint import model_clip, model_heads
     from egodistill.engine.heldout import HELDOUT_FILE, read_heldout_ids, split_by_ids, split_heldout, write_heldout
     from egodistill.engine.trainer import SupervisedObjective, fit, seed_everything
     from egodistill.models import build_model
@@ -193,7 +193,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
                          f"{len(heldout)} samples")
     seed_everything(cfg.train.seed)  # the same initial weights on every process and every run
     heads = model_heads(cfg, info)
-    model = build_model(cfg.model, heads, get_modality(cfg.model.modality).channels(cfg))
+    model = build_model(cfg.model, heads, get_modality(cfg.model.modality).channels(cfg), clip=model_clip(cfg))
     train_set = build_dataset(cfg, cfg.data.train_split, train=True, samples=train_samples)
     heldout_set = build_dataset(cfg, cfg.data.train_split, train=False, samples=heldout) if heldout else None
     fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
@@ -201,7 +201,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
         with discard_failed_start(run_dir, fresh):
             write_heldout(run_dir, heldout, fraction=cfg.data.heldout_fraction, seed=cfg.train.seed)
     if _is_main_process():
-        print(f"train: {cfg.model.modality} {cfg.model.preset} on {len(train_samples)} samples "
+        print(f"train: {cfg.model.modality} {cfg.model.arch} on {len(train_samples)} samples "
               f"({len(heldout)} held out for model selection); heads "
               + ", ".join(f"{h} ({n})" for h, n in heads.items()))
     objective = SupervisedObjective(cfg.train.head_weights)

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from egodistill.config import ModelConfig
+from egodistill.config import Config, ModelConfig
 from egodistill.data.modalities import MODALITIES
 
 
@@ -43,6 +43,12 @@ def model_input(batch: dict[str, Any], model_cfg: ModelConfig) -> Tensor | dict[
     x = _fold(x, step, name)
     # uint8 frames are normalised here, on the batch's device (after a 4x smaller copy).
     return MODALITIES[name].normalize(x) if name in MODALITIES else x
+
+
+def example_input(cfg: Config, frames: int, size: int, batch: int) -> Tensor | dict[str, Tensor]:
+    """Return a random input for `cfg.model` (its modality's: clips [batch, frames, C, size, size],
+    or a layout dict with `data.max_boxes` boxes per frame)."""
+    return MODALITIES[cfg.model.modality].example_input(cfg, frames, size, batch)
 
 
 def batch_size(batch: dict[str, Any]) -> int:

@@ -8,7 +8,9 @@ Supported sources (`load_official_checkpoint` tells them apart by their key name
 * **the authors' Swin** (`model_checkpoint.pt`): a plain state dict with the same backbone
   keys and `classifiers.<HEAD>.*` (`VERB`, `NOUN`, `ACTION`), maybe under `_orig_mod.`.
 * **the authors' STLT**: `temporal_transformer.*` and `classifiers.<HEAD>.*`.
-* **ours** (`model.safetensors` of a run): our own key names.
+* **torchvision's video models** (`r3d_18-b3b3357e.pth`, ...): torchvision's key names, the
+  Kinetics classifier `fc` / `classifier.1` / `head.1` (the model's `from_torchvision` names it).
+* **ours** (`model.safetensors` of a run): our own key names, for any registered architecture.
 
 Files are read safely: `.safetensors` with safetensors, anything else with
 `torch.load(weights_only=True)`, which accepts mmaction's `meta` (strings, numbers, dicts)
@@ -26,8 +28,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from egodistill.models.stlt import STLT
-from egodistill.models.swin import VideoSwin
 
 
 class CheckpointError(ValueError):
@@ -40,7 +40,7 @@ class LoadReport:
     `unexpected` and `skipped`, which name the file's."""
 
     source: str
-    format: str  # "official" | "authors" | "authors_stlt" | "egodistill"
+    format: str  # "official" | "authors" | "authors_stlt" | "torchvision" | "egodistill"
     loaded: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)  # ours, not in the file (left at init)
     new_heads: list[str] = field(default_factory=list)  # our head weights the file has no classifier for
@@ -196,7 +196,7 @@ def our_swin_key_to_official(key: str, heads_map: Mapping[str, str] | None = Non
     return key
 
 
-def to_official_state_dict(model: VideoSwin, heads_map: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
+def to_official_state_dict(model: nn.Module, heads_map: Mapping[str, str] | None = None) -> dict[str, torch.Tensor]:
     """Return `model`'s weights under the official Video Swin names (the inverse of loading)."""
     return {our_swin_key_to_official(k, heads_map): v for k, v in model.state_dict().items()}
 
@@ -238,14 +238,23 @@ def authors_stlt_key(key: str) -> str | None:
 # --------------------------------------------------------------------------------------------
 
 
-def _detect_format(keys: list[str]) -> str:
+FORMAT_NAMES = {
+    "official": "Video Swin (official)", "authors": "Video Swin (the authors')", "authors_stlt": "STLT (the authors')",
+    "torchvision": "torchvision", "egodistill": "egodistill",
+}
+
+
+def _detect_format(keys: list[str], ours: Mapping[str, torch.Tensor]) -> str:
+    """Return the file's format from its key names (`ours`: the model's state dict)."""
     if any(k.startswith("temporal_transformer.") for k in keys):
         return "authors_stlt"
     if any(k.startswith("classifiers.") for k in keys) and any(k.startswith("backbone.layers.") for k in keys):
         return "authors"
     if any(k.startswith(("backbone.layers.", "cls_head.")) for k in keys):
         return "official"
-    return "egodistill"
+    if any(k in ours or k.startswith("backbone.") for k in keys):
+        return "egodistill"
+    return "torchvision"  # torchvision's own names (`stem.0.weight`, ..., `fc.weight`)
 
 
 def _adapt_patch_embed(value: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, str]:
@@ -274,9 +283,11 @@ def load_official_checkpoint(
     strict: bool = True,
     heads_map: Mapping[str, str] | None = None,
 ) -> LoadReport:
-    """Load an official Video Swin, authors' (Swin or STLT) or egodistill checkpoint into `model`.
+    """Load an official Video Swin, authors' (Swin or STLT), torchvision or egodistill checkpoint into `model`.
 
-    Returns a `LoadReport`. Keys are renamed to ours; the first layer is adapted when the input
+    `model` says what it loads: `checkpoint_formats`, `checkpoint_key(file key, format)` -> our
+    key, `first_layer` (the input weight adapted to other channel counts) and, for torchvision's
+    files, `from_torchvision(state)`. Returns a `LoadReport`. Keys are renamed to ours; the first layer is adapted when the input
     channels differ (mean over the file's RGB channels); the authors' STLT embedding rows are
     re-ordered to our index conventions; `relative_position_index` buffers are checked equal to
     the model's (torchvision computes its own) and reported as ignored buffers. Classifiers load
@@ -290,22 +301,21 @@ def load_official_checkpoint(
     """
     source = "<state dict>" if isinstance(path_or_state_dict, Mapping) else str(path_or_state_dict)
     state = read_state_dict(path_or_state_dict)
-    fmt = _detect_format(list(state))
+    ours = model.state_dict()
+    fmt = _detect_format(list(state), ours)
     report = LoadReport(source=source, format=fmt)
     heads_map = {**DEFAULT_HEADS_MAP, **(heads_map or {})}
-    ours = model.state_dict()
     our_heads = set(getattr(model, "heads", {}))
 
-    if isinstance(model, VideoSwin):
-        if fmt == "authors_stlt":
-            raise CheckpointError(f"{source}: an STLT (layout) checkpoint cannot initialise a Video Swin model")
-        body_key: Callable[[str], str | None] = official_swin_key
-    elif isinstance(model, STLT):
-        if fmt in ("official", "authors"):
-            raise CheckpointError(f"{source}: a Video Swin checkpoint cannot initialise an STLT model")
-        body_key = authors_stlt_key
-    else:
-        raise CheckpointError(f"cannot load checkpoints into a {type(model).__name__}")
+    formats = getattr(model, "checkpoint_formats", ())
+    if fmt == "torchvision" and hasattr(model, "from_torchvision"):
+        state = model.from_torchvision(state)
+    if fmt not in formats:
+        loads = ", ".join(FORMAT_NAMES[f] for f in formats) or "no checkpoints"
+        raise CheckpointError(f"{source}: a {FORMAT_NAMES[fmt]} checkpoint cannot initialise a "
+                              f"{type(model).__name__} model (it loads: {loads})")
+    body_key: Callable[[str, str], str | None] = getattr(model, "checkpoint_key", lambda key, fmt: None)
+    first_layer = getattr(model, "first_layer", "")
 
     new: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -317,7 +327,7 @@ def load_official_checkpoint(
         elif key in ours and fmt == "egodistill":
             target = key
         else:
-            target = body_key(key)
+            target = body_key(key, fmt)
             if target is None or target not in ours:
                 report.unexpected.append(key)
                 continue
@@ -336,7 +346,7 @@ def load_official_checkpoint(
             value = value[rows]
             report.adapted.append(f"{target}: rows re-ordered from the authors' indices {rows}")
         if value.shape != mine.shape:
-            if target == "backbone.patch_embed.proj.weight" and value.shape[:1] + value.shape[2:] == mine.shape[:1] + mine.shape[2:]:
+            if target == first_layer and value.shape[:1] + value.shape[2:] == mine.shape[:1] + mine.shape[2:]:
                 value, how = _adapt_patch_embed(value, mine)
                 report.adapted.append(f"{target}: {how}")
             elif target == "position.weight" and value.shape[1:] == mine.shape[1:]:

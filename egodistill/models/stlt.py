@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from egodistill.models.heads import LinearHeads
+from egodistill.models.registry import register_model
 
 NUM_CATEGORIES, NUM_SIDES, NUM_STATES = 3, 3, 6
 LAYOUT_KEYS = ("boxes", "category", "score", "side", "state", "mask")
@@ -84,6 +85,16 @@ class BoxEmbedding(nn.Module):
 class STLT(nn.Module):
     """forward(layout) -> {head: logits [N, classes]}; `layout` as in the module docstring with
     boxes [N,T,B,4] float, category/side/state [N,T,B] long, score [N,T,B] float, mask [N,T,B] bool."""
+
+    checkpoint_formats = ("authors_stlt", "egodistill")
+    first_layer = ""  # reads boxes, not channels: nothing to adapt
+
+    @staticmethod
+    def checkpoint_key(key: str, fmt: str) -> str | None:
+        """Return our key for one of the authors' Stlt backbone keys (None if not one)."""
+        from egodistill.models.checkpoints import authors_stlt_key
+
+        return authors_stlt_key(key)
 
     def __init__(
         self,
@@ -155,3 +166,16 @@ class STLT(nn.Module):
 
     def forward(self, layout: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return self.head(self.features(layout))
+
+
+def _register(name: str, spec: dict[str, Any]) -> None:
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0, **_: Any) -> nn.Module:
+        return STLT(heads, **spec)  # boxes, not channels; its regulariser is `dropout`, not drop-path
+
+    description = f"STLT layout transformer (Radevski et al. 2021): hidden {spec['hidden']}, " \
+                  f"{spec['frame_layers']} + {spec['temporal_layers']} layers"
+    register_model(name, family="stlt", description=description)(build)
+
+
+for _name, _spec in STLT_PRESETS.items():
+    _register(_name, _spec)

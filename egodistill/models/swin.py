@@ -28,6 +28,7 @@ from torchvision.models.video.swin_transformer import (
 )
 
 from egodistill.models.heads import LinearHeads
+from egodistill.models.registry import register_model
 
 # Architectures of the paper's sizes (Video Swin, Kinetics-400 configs) and small CPU presets.
 # `sdpa`: window attention through F.scaled_dot_product_attention (see benchmarks/models.py).
@@ -125,6 +126,17 @@ class VideoSwin(nn.Module):
     features [N, feature_dim]. `.heads` is {head: classes}; `.in_channels` the channels read.
     """
 
+    # Weight files it loads (checkpoints.load_official_checkpoint) and its input layer.
+    checkpoint_formats = ("official", "authors", "egodistill")
+    first_layer = "backbone.patch_embed.proj.weight"
+
+    @staticmethod
+    def checkpoint_key(key: str, fmt: str) -> str | None:
+        """Return our key for an official / authors' Video Swin backbone key (None if not one)."""
+        from egodistill.models.checkpoints import official_swin_key
+
+        return official_swin_key(key)
+
     def __init__(
         self,
         heads: dict[str, int],
@@ -187,3 +199,16 @@ class VideoSwin(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.head(self.features(x))
+
+
+def _register(name: str, spec: dict[str, Any]) -> None:
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.2, **_: Any) -> nn.Module:
+        return VideoSwin(heads, in_channels, drop_path=drop_path, **spec)
+
+    description = (f"Video Swin (Liu et al. 2022), torchvision: embed {spec['embed_dim']}, depths {spec['depths']}, "
+                   f"window {spec['window_size']}")
+    register_model(name, family="swin", description=description)(build)
+
+
+for _name, _spec in SWIN_PRESETS.items():
+    _register(_name, _spec)

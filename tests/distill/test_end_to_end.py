@@ -23,7 +23,7 @@ def tiny(cfg: Config, run_dir: Path, modality: str, **model) -> Config:
     cfg.data.test_clips, cfg.data.heldout_fraction = 1, 0.34
     cfg.train.epochs, cfg.train.batch_size, cfg.train.eval_batch_size, cfg.train.workers = 1, 4, 8, 0
     cfg.optim.lr, cfg.optim.warmup_epochs = 1e-3, 0.0
-    cfg.model = dataclasses.replace(cfg.model, preset="swin_nano", modality=modality, drop_path=0.0, **model)
+    cfg.model = dataclasses.replace(cfg.model, arch="swin_nano", modality=modality, drop_path=0.0, **model)
     cfg.run_dir, cfg.name = str(run_dir), run_dir.name
     return cfg
 

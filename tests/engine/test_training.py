@@ -26,7 +26,7 @@ from egodistill.config import load_config
 REPO = Path(__file__).resolve().parents[2]
 
 TINY = {
-    "model": {"preset": "swin_nano", "drop_path": 0.1},
+    "model": {"arch": "swin_nano", "drop_path": 0.1},
     "data": {"num_frames": 4, "stride": 1, "size": 32, "test_clips": 2, "test_crops": 1, "heldout_fraction": 0.5},
     "optim": {"lr": 1e-3, "warmup_epochs": 0.5},
     "train": {"epochs": 2, "batch_size": 1, "grad_accum": 2, "eval_batch_size": 4, "workers": 0, "log_every": 1},

@@ -61,7 +61,7 @@ def _random_official(seed: int) -> dict[str, torch.Tensor]:
 
 
 def _swin_t(heads, in_channels=3) -> VideoSwin:
-    return build_model(ModelConfig(preset="swin_t", drop_path=0.0), heads, in_channels).eval()
+    return build_model(ModelConfig(arch="swin_t", drop_path=0.0), heads, in_channels).eval()
 
 
 # Swin-T takes seconds to build: the tests share a few (every load overwrites all their weights).
@@ -282,14 +282,14 @@ def test_authors_stlt_loads_with_our_index_conventions():
 
 def test_checkpoint_of_the_other_architecture_is_refused():
     model = STLT({"action": 5}, hidden=32, num_heads=4, frame_layers=1, temporal_layers=1, max_frames=4)
-    with pytest.raises(CheckpointError, match="Video Swin checkpoint cannot initialise an STLT"):
+    with pytest.raises(CheckpointError, match=r"Video Swin \(official\) checkpoint cannot initialise a STLT model"):
         load_official_checkpoint(model, random_official_state_dict())
-    with pytest.raises(CheckpointError, match="STLT"):
+    with pytest.raises(CheckpointError, match=r"STLT \(the authors'\) checkpoint cannot initialise a VideoSwin"):
         load_official_checkpoint(VideoSwin({"a": 2}, 3, **SWIN_PRESETS["swin_nano"]), _authors_stlt_state_dict(model, 4))
 
 
 def test_build_model_loads_pretrained(tmp_path, capsys):
-    cfg = ModelConfig(preset="swin_nano", drop_path=0.0)
+    cfg = ModelConfig(arch="swin_nano", drop_path=0.0)
     src = build_model(cfg, {"verb": 4}, 2)
     save_file(src.state_dict(), str(tmp_path / "model.safetensors"))
     cfg.pretrained = str(tmp_path / "model.safetensors")

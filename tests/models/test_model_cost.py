@@ -51,7 +51,7 @@ def test_swin_t_flops_at_16x224_match_the_published_figure():
     """Swin-T at 16x224 costs ~43.9 G multiply-adds (torchvision lists 43.882 GFLOPS, fvcore-style
     multiply-adds); flop_counter counts 2 FLOPs per multiply-add. Run on the meta device: no data."""
     with torch.device("meta"):
-        model = build_model(ModelConfig(preset="swin_t"), {"verb": 97, "noun": 300}, 3)
+        model = build_model(ModelConfig(arch="swin_t"), {"verb": 97, "noun": 300}, 3)
         x = torch.empty(1, 16, 3, 224, 224)
     gflops = count_flops(model, x) / 1e9
     assert gflops / 2 == pytest.approx(43.88, rel=0.01)
@@ -59,10 +59,10 @@ def test_swin_t_flops_at_16x224_match_the_published_figure():
 
 def test_info_command_prints_the_table(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("data:\n  reader: epic100\n  num_frames: 4\n  size: 16\nmodel:\n  preset: swin_nano\n  pretrained: nowhere.pth\n")
+    cfg.write_text("data:\n  reader: epic100\n  num_frames: 4\n  size: 16\nmodel:\n  arch: swin_nano\n  pretrained: nowhere.pth\n")
     assert main(["info", str(cfg), "--seconds", "0", "--heads", "verb=4,noun=6"]) == 0
     out = capsys.readouterr().out
-    model = build_model(ModelConfig(preset="swin_nano"), {"verb": 4, "noun": 6}, 3)
+    model = build_model(ModelConfig(arch="swin_nano"), {"verb": 4, "noun": 6}, 3)
     params = sum(p.numel() for p in model.parameters())
     assert f"{params:,}" in out and "4x3x16x16" in out and "verb 4, noun 6" in out
     assert "fwd+bwd clips/s" in out
@@ -70,14 +70,14 @@ def test_info_command_prints_the_table(tmp_path, capsys):
     assert main(["info", str(cfg), "model.modality=flow", "data.flow_channels=2", "--no-timing"]) == 0
     out = capsys.readouterr().out
     assert "4x2x16x16" in out and "verb 97, noun 300" in out and "clips/s" not in out
-    assert main(["info", str(cfg), "model.arch=stlt", "model.preset=stlt_nano", "model.modality=layout",
+    assert main(["info", str(cfg), "model.arch=stlt_nano", "model.modality=layout",
                  "data.reader=ssv2", "--no-timing"]) == 0
     assert "action 174" in capsys.readouterr().out
 
 
 def test_info_command_errors_are_one_line(tmp_path, capsys):
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("model:\n  preset: swin_huge\n")
+    cfg.write_text("model:\n  arch: swin_huge\n")
     assert main(["info", str(cfg), "--no-timing"]) == 1
     err = capsys.readouterr().err
     assert "swin_huge" in err and "swin_nano" in err and "Traceback" not in err

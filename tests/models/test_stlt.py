@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from egodistill.config import ModelConfig
-from egodistill.models import PRESETS, build_model
+from egodistill.models import build_model, get_model_spec
 from egodistill.models.stlt import NUM_CATEGORIES, STLT, STLT_PRESETS, example_layout
 
 
@@ -107,8 +107,8 @@ def test_bad_input_is_named():
 
 def test_presets_and_build():
     assert STLT_PRESETS["stlt"]["hidden"] == 768 and STLT_PRESETS["stlt"]["frame_layers"] == 6
-    assert PRESETS["stlt_nano"]["arch"] == "stlt"
-    model = build_model(ModelConfig(arch="stlt", preset="stlt_nano", modality="layout"), {"verb": 4, "noun": 5}, 3)
+    assert get_model_spec("stlt_nano").family == "stlt"
+    model = build_model(ModelConfig(arch="stlt_nano", modality="layout"), {"verb": 4, "noun": 5}, 3)
     assert model.heads == {"verb": 4, "noun": 5} and model.feature_dim == 64
     out = model(_layout())
     assert out["verb"].shape == (2, 4) and out["noun"].shape == (2, 5)
@@ -117,7 +117,7 @@ def test_presets_and_build():
 def test_stlt_learns_a_signal():
     """The class is where the hand is (left / right half): a few steps drive the loss down."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(arch="stlt", preset="stlt_nano", modality="layout"), {"action": 2}, 3)
+    model = build_model(ModelConfig(arch="stlt_nano", modality="layout"), {"action": 2}, 3)
     layout = _layout(n=16, t=4, seed=5)
     labels = torch.arange(16) % 2
     layout["boxes"][..., [0, 2]] = layout["boxes"][..., [0, 2]] * 0.4 + 0.5 * labels.view(-1, 1, 1, 1)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from egodistill.config import ModelConfig
-from egodistill.models import PRESETS, build_model
+from egodistill.models import build_model, list_models
 from egodistill.models.swin import SWIN_PRESETS, VideoSwin, WindowAttention3d
 
 TINY = dict(patch_size=(2, 4, 4), embed_dim=16, depths=(2, 2), num_heads=(2, 4), window_size=(2, 3, 3))
@@ -131,9 +131,9 @@ def test_paper_presets():
     t = SWIN_PRESETS["swin_t"]
     assert t == dict(patch_size=(2, 4, 4), embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24), window_size=(8, 7, 7))
     assert SWIN_PRESETS["swin_s"]["depths"] == (2, 2, 18, 2) and SWIN_PRESETS["swin_b"]["embed_dim"] == 128
-    assert all(PRESETS[n]["arch"] == "swin" for n in SWIN_PRESETS)
+    assert set(SWIN_PRESETS) == set(list_models("swin"))
     # Swin-T with the 400-class Kinetics head has the published parameter count.
-    model = build_model(ModelConfig(preset="swin_t"), {"kinetics400": 400}, 3)
+    model = build_model(ModelConfig(arch="swin_t"), {"kinetics400": 400}, 3)
     assert sum(p.numel() for p in model.parameters()) == 28_158_070
     assert model.feature_dim == 768
 
@@ -142,7 +142,7 @@ def test_small_preset_learns_a_signal():
     """A few optimiser steps on random clips whose class is a learnable signal (mean brightness
     of one channel in the first frames) drive the loss down."""
     torch.manual_seed(0)
-    model = build_model(ModelConfig(preset="swin_nano", drop_path=0.0), {"verb": 3}, 3)
+    model = build_model(ModelConfig(arch="swin_nano", drop_path=0.0), {"verb": 3}, 3)
     labels = torch.arange(12) % 3
     x = torch.randn(12, 4, 3, 16, 16) * 0.5
     x[:, :2, 0] += (labels.float() - 1).view(-1, 1, 1, 1) * 2.0

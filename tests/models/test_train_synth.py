@@ -37,7 +37,7 @@ def test_swin_nano_trains_on_synthetic_rgb(synth_config):
     clips = model_input(batch, synth_config.model)  # [B*V, T, 3, S, S] float, V = 1 in training
     assert clips.shape[1:] == (4, 3, 32, 32)
     heads = {h: int(y.max()) + 1 for h, y in labels.items()}
-    synth_config.model.preset, synth_config.model.drop_path = "swin_nano", 0.0
+    synth_config.model.arch, synth_config.model.drop_path = "swin_nano", 0.0
     model = build_model(synth_config.model, heads, 3)
     losses = _fit(model, clips, labels, steps=20)
     assert sum(losses[-3:]) / 3 < 0.6 * losses[0], losses
@@ -49,7 +49,7 @@ def test_stlt_nano_trains_on_synthetic_layouts(synth_config):
     layout = {k: v.flatten(0, 1) for k, v in batch["layout"].items()}
     assert layout["mask"].any() and layout["boxes"].shape[-1] == 4
     heads = {h: int(y.max()) + 1 for h, y in labels.items()}
-    synth_config.model.arch, synth_config.model.preset = "stlt", "stlt_nano"
+    synth_config.model.arch = "stlt_nano"
     model = build_model(synth_config.model, heads, 3)
     losses = _fit(model, layout, labels, steps=40)
     assert sum(losses[-3:]) / 3 < 0.7 * losses[0], losses

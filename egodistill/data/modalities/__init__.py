@@ -86,6 +86,12 @@ class Modality:
         """
         return x
 
+    def example_input(self, cfg: Config, frames: int, size: int, batch: int) -> Any:
+        """Return a random model input of this modality, `[batch, frames, C, size, size]` (e.g. to
+        measure a model's cost)."""
+        g = torch.Generator().manual_seed(0)
+        return torch.randn(batch, frames, self.channels(cfg), size, size, generator=g)
+
     def collate(self, items: list[Any]) -> Any:
         """Return per-view items stacked along a new first dimension."""
         if len(items) == 1:  # one training view: a view of the tensor, no copy

@@ -51,6 +51,12 @@ class LayoutModality(Modality):
     def channels(self, cfg: Config) -> int:
         return 4  # box coordinates per detection
 
+    def example_input(self, cfg: Config, frames: int, size: int, batch: int) -> dict[str, torch.Tensor]:
+        """Return a random layout `{key: [batch, frames, data.max_boxes, ...]}` (`size` unused)."""
+        from egodistill.models.stlt import example_layout
+
+        return example_layout(batch, frames, cfg.data.max_boxes)
+
     def open_store(self, path):
         from egodistill.data.stores import LayoutStore
 
