@@ -424,3 +424,62 @@ def test_prepare_frames_resumes_past_a_damaged_entry(tmp_path: Path, capsys):
     for v in ("P01_01", "P01_02"):
         assert store.read_frames(v, [1, 2, 3]) == blobs[v]
     assert not Path(str(out) + ".tmp").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# 10. usability: overrides after flags, predict on a folder, broken run files named
+# ---------------------------------------------------------------------------------------------
+
+
+def test_overrides_after_a_flag_are_accepted(synth_root: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run)
+    code, _, err = run_cli(capsys, "train", cfg, "--no-progress", "train.batch_size=0")
+    assert code == 1 and "train.batch_size" in err  # the override was read
+    code, _, err = run_cli(capsys, "train", cfg, "--no-progress", "train.max_steps=1", "--overwrite", "name=late")
+    assert code == 0, err
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["train"]["max_steps"] == 1 and saved["name"] == "late"
+
+
+def test_a_stray_argument_after_a_flag_is_still_refused(synth_root: Path, tmp_path: Path, capsys):
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", tmp_path / "run")
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", str(cfg), "--no-progress", "stray"])
+    assert e.value.code == 2 and "stray" in capsys.readouterr().err
+
+
+def test_predict_on_a_folder_predicts_its_videos(trained_run: Path, tmp_path: Path, capsys):
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    tiny_mp4(folder / "a.mp4")
+    (folder / "notes.txt").write_text("not a video")
+    code, out, err = run_cli(capsys, "predict", folder, "--run", trained_run, "--json")
+    assert code == 0, err
+    assert [r["video"] for r in strict_json(out)] == [str(folder / "a.mp4")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli(capsys, "predict", empty, "--run", trained_run)
+    assert code == 1 and "folder" in err and str(empty) in err
+
+
+@pytest.mark.parametrize("name", ["info.json", "config.yaml"])
+def test_broken_run_file_is_named(trained_run: Path, tmp_path: Path, capsys, name):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / name).write_text('{"name": "epic100", "heads": ')  # cut off mid-write
+    code, _, err = run_cli(capsys, "evaluate", run, "--no-progress", "--no-plots")
+    assert code == 1 and str(run / name) in err
+    video = tiny_mp4(tmp_path / "clip.mp4")
+    code, _, err = run_cli(capsys, "predict", video, "--run", run)
+    assert code == 1 and str(run / name) in err
+
+
+@pytest.mark.parametrize("name", ["last/state.json", "heldout.json"])
+def test_broken_state_file_is_named_on_resume(trained_run: Path, synth_root: Path, tmp_path: Path, capsys, name):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / name).write_bytes(b"\x00\x00\x00")
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run)
+    code, _, err = run_cli(capsys, "train", cfg, "--resume", "--no-progress")
+    assert code == 1 and str(run / name) in err

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 ORDER = 60
 
@@ -18,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "names come from the run folder's info.json, so no annotation files are needed."
         ),
     )
-    p.add_argument("videos", nargs="+", help="video files (any format FFmpeg reads)")
+    p.add_argument("videos", nargs="+", help="video files (any format FFmpeg reads), or folders: their video files")
     p.add_argument("--run", required=True, help="run folder of an RGB model (train or distill)")
     p.add_argument("--top", type=int, default=5, help="classes per head (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON list instead of text")
@@ -28,9 +29,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=main)
 
 
-def main(args: argparse.Namespace) -> int:
-    from pathlib import Path
+def video_files(inputs: list[str]) -> list[Path]:
+    """Return `inputs` with each folder replaced by its video files (sorted by name)."""
+    from egodistill.data.prepare.video import VIDEO_SUFFIXES
 
+    files: list[Path] = []
+    for p in map(Path, inputs):
+        if p.is_dir():
+            found = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"{p} is a folder with no video files in it ({', '.join(VIDEO_SUFFIXES)}); "
+                                        f"give video files or a folder of them")
+            files.extend(found)
+        else:
+            files.append(p)
+    return files
+
+
+def main(args: argparse.Namespace) -> int:
     import torch
 
     from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
@@ -38,10 +54,11 @@ def main(args: argparse.Namespace) -> int:
 
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
+    videos = video_files(args.videos)
     weights = Path(args.run) / LAST_DIR / WEIGHTS_FILE if args.weights == "last" else None
     cfg, model, info = load_run(args.run, weights=weights)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    results = predict_videos(args.videos, cfg, model, info, k=args.top, batch_size=max(1, args.batch_size),
+    results = predict_videos(videos, cfg, model, info, k=args.top, batch_size=max(1, args.batch_size),
                              device=device)
     if args.json:
         print(json.dumps(results, indent=1, allow_nan=False))  # standard JSON only

@@ -2,7 +2,6 @@
 and the ensemble of a finished distillation run as a predictor for `egodistill evaluate`."""
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,9 +134,12 @@ def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str]
 
 def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> dict[str, Tensor]:
     """Return {head: [N]} from `run_dir/dataset_weights.json`, checking it names `teachers`."""
+    from egodistill.engine.checkpoint import read_json
+
     path = Path(run_dir) / DATASET_WEIGHTS_FILE
-    with open(path) as f:
-        data = json.load(f)
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("weights"), dict):
+        raise ValueError(f"{path}: not a dataset weights record (no 'weights')")
     if teachers is not None and [str(t) for t in teachers] != data.get("teachers"):
         raise ValueError(f"{path}: weights were computed for teachers {data.get('teachers')}, not {teachers}")
     return {h: torch.tensor(w, dtype=torch.float32) for h, w in data["weights"].items()}

@@ -54,6 +54,17 @@ def write_json(path: str | os.PathLike, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """Return the JSON data of `path`; a file that is not JSON (cut off, overwritten) raises
+    CheckpointError naming it."""
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: not a readable JSON file ({e}); was it cut off or overwritten?") from None
+
+
 def unwrap(model: nn.Module) -> nn.Module:
     """Return the module inside DDP / torch.compile wrappers."""
     while True:
@@ -149,8 +160,7 @@ def read_info(run_dir: str | os.PathLike) -> DatasetInfo:
     path = Path(run_dir) / INFO_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the run folder has no dataset info (info.json)")
-    with open(path) as f:
-        return info_from_dict(json.load(f), str(path))
+    return info_from_dict(read_json(path), str(path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +290,9 @@ def load_train_state(run_dir: str | os.PathLike) -> tuple[Path, dict[str, Any], 
     d = last_state_dir(run_dir)
     if d is None:
         raise FileNotFoundError(f"{Path(run_dir) / LAST_DIR}: no saved training state to resume from")
-    with open(d / STATE_FILE) as f:
-        state = json.load(f)
+    state = read_json(d / STATE_FILE)
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{d / STATE_FILE}: not a training state record (a JSON object)")
     try:
         training_state = torch.load(d / TRAINING_STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -58,8 +58,9 @@ def read_heldout_ids(run_dir: str | os.PathLike) -> list[str]:
     path = Path(run_dir) / HELDOUT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the run has no held-out split record")
-    with open(path) as f:
-        data = json.load(f)
+    from egodistill.engine.checkpoint import read_json
+
+    data = read_json(path)
     ids = data.get("ids") if isinstance(data, dict) else None
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         raise ValueError(f"{path}: expected {{'ids': [sample ids, ...]}}")

@@ -32,6 +32,8 @@ def decode_frames(path: str | os.PathLike, short_side: int = 256) -> tuple[list[
     from egodistill.data.prepare.video import resized_size
 
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder, not a video file")
     if not path.is_file():
         raise FileNotFoundError(f"video file not found: {path}")
     try:
