@@ -55,8 +55,19 @@ def main(argv: list[str] | None = None) -> int:
         # HDF5, a full disk), named by the message.
         if getattr(args, "debug", False):
             raise
-        print(f"egodistill {args.command}: error: {e}", file=sys.stderr)
+        print(f"egodistill {args.command}: error: {_message(e)}", file=sys.stderr)
         return 1
+
+
+def _message(error: BaseException) -> str:
+    """Return an error's message; one re-raised from a DataLoader worker carries the worker's
+    traceback in its text, of which only the last line (the original message) is kept."""
+    text = str(error)
+    if "Original Traceback" in text:
+        lines = [line for line in text.splitlines() if line.strip()]
+        last = lines[-1] if lines else text
+        text = last.split(": ", 1)[1] if last.split(": ", 1)[0].isidentifier() and ": " in last else last
+    return text
 
 
 if __name__ == "__main__":

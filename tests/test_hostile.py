@@ -483,3 +483,117 @@ def test_broken_state_file_is_named_on_resume(trained_run: Path, synth_root: Pat
     cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run)
     code, _, err = run_cli(capsys, "train", cfg, "--resume", "--no-progress")
     assert code == 1 and str(run / name) in err
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. files that are not what they should be: clean errors naming them, nothing left half-written
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prepare_output_that_is_a_folder_is_refused(tmp_path: Path, capsys):
+    frames = frame_folders(tmp_path / "frames")
+    out = tmp_path / "stores"
+    out.mkdir()
+    code, _, err = run_cli(capsys, "prepare", "frames", frames, out, "--quiet")
+    assert code == 1 and str(out) in err and "folder" in err
+    assert list(out.iterdir()) == [] and not list(tmp_path.glob("stores.*"))
+
+
+def test_prepare_output_that_is_a_text_file_is_kept(tmp_path: Path, capsys):
+    frames = frame_folders(tmp_path / "frames")
+    out = tmp_path / "notes.txt"
+    out.write_text("my notes")
+    code, _, err = run_cli(capsys, "prepare", "frames", frames, out, "--quiet")
+    assert code == 1 and str(out) in err and "HDF5" in err
+    assert out.read_text() == "my notes" and not Path(str(out) + ".tmp").exists()
+
+
+def test_export_epic_to_a_folder_fails_before_evaluating(trained_run: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    target = tmp_path / "exports"
+    target.mkdir()
+    code, _, err = run_cli(capsys, "evaluate", run, "--no-progress", "--no-plots", "--export-epic", target)
+    assert code == 1 and str(target) in err and "folder" in err
+    assert not (run / "predictions").exists()  # refused before evaluating
+    assert not list(tmp_path.glob("exports.*"))
+
+
+def test_export_epic_under_a_file_fails_before_evaluating(trained_run: Path, tmp_path: Path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    blocker = tmp_path / "report.txt"
+    blocker.write_text("x")
+    code, _, err = run_cli(capsys, "evaluate", run, "--no-progress", "--no-plots", "--export-epic",
+                           blocker / "submission.json")
+    assert code == 1 and str(blocker) in err
+    assert not (run / "predictions").exists() and blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("kind", ["csv", "truncated"])
+def test_teacher_cache_path_that_is_not_a_cache_is_named_and_kept(trained_run: Path, synth_root: Path,
+                                                                 tmp_path: Path, capsys, kind):
+    if kind == "csv":
+        cache = tmp_path / "train.csv"
+        shutil.copy(synth_root / "annotations" / "EPIC_100_train.csv", cache)
+    else:
+        import h5py
+
+        cache = tmp_path / "cache.h5"
+        with h5py.File(cache, "w") as f:
+            f.attrs["format"] = "egodistill-teacher-cache"
+            f.create_dataset("logits", data=list(range(10000)))
+        cache.write_bytes(cache.read_bytes()[:1500])
+    before = cache.read_bytes()
+    run = tmp_path / "student"
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run,
+                      distill={"teachers": [str(trained_run)], "weighting": "uniform",
+                               "cache": {"views": 1, "path": str(cache)}})
+    code, _, err = run_cli(capsys, "distill", cfg, "--no-progress")
+    assert code == 1 and str(cache) in err and "teacher cache" in err
+    assert cache.read_bytes() == before
+
+
+def damage_heap_of(store: Path, video: str, frame_index: int) -> None:
+    """Overwrite the signature of the HDF5 global heap collection that holds one frame's bytes."""
+    import h5py
+
+    with h5py.File(store, "r") as f:
+        blob = f[video][frame_index].tobytes()
+    raw = bytearray(store.read_bytes())
+    heap = raw.rfind(b"GCOL", 0, raw.find(blob))
+    assert heap > 0
+    raw[heap:heap + 4] = b"XXXX"
+    store.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_damaged_store_bytes_name_store_video_and_frame(trained_run: Path, data_copy: Path, tmp_path: Path, capsys,
+                                                        workers):
+    """Bytes of the RGB store damaged on disk (the heap holding a video's last JPEGs): evaluation
+    names the store, the video and the frame, also when a DataLoader worker read them."""
+    import h5py
+
+    store = data_copy / "rgb.h5"
+    with h5py.File(store, "r") as f:
+        video = sorted(f)[-1]  # a validation video of the tiny dataset (unseen participant)
+    damage_heap_of(store, video, -1)
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    code, _, err = run_cli(capsys, "evaluate", run, f"data.root={data_copy}", f"train.workers={workers}",
+                           "--no-progress", "--no-plots")
+    assert code == 1 and str(store) in err and repr(video) in err and "frame" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+def test_damaged_store_metadata_names_the_store(trained_run: Path, data_copy: Path, tmp_path: Path, capsys):
+    import h5py
+
+    store = data_copy / "rgb.h5"
+    with h5py.File(store, "r") as f:
+        video = sorted(f)[0]
+    damage_heap_of(store, video, 0)  # the first heap also holds the root's format attribute
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    code, _, err = run_cli(capsys, "evaluate", run, f"data.root={data_copy}", "--no-progress", "--no-plots")
+    assert code == 1 and str(store) in err and "damaged" in err, err

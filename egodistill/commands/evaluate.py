@@ -53,6 +53,20 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_file(path: Path, what: str) -> None:
+    """Raise unless a file can be written at `path`: not a folder, under a folder (or one that
+    can be made) that is writable."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file name, e.g. {path / 'submission.json'}")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path}: the folder {parent} is not writable")
+
+
 def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides: list[str] | None = None,
                  weights: str = "best", teachers: bool = False, export_epic: str | None = None, plots: bool = True,
                  progress: bool = True) -> dict[str, Any]:
@@ -79,6 +93,8 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     run_dir = Path(run)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder not found: {run_dir}")
+    if export_epic:
+        check_output_file(Path(export_epic), "--export-epic")  # before the evaluation, not after
     if teachers:
         from egodistill.distill.teachers import load_predictor
 

@@ -108,7 +108,14 @@ class _Store:
     def layout(self) -> str:
         """Return "ours", "epic" (authors' `/<video>/<narration_id>`) or "ssv2" (authors' `/<video>`)."""
         if self._layout is None:
-            self._layout = _detect_layout(self._h5(), self.modality, self.path)
+            try:
+                self._layout = _detect_layout(self._h5(), self.modality, self.path)
+            except (KeyError, RuntimeError) as e:  # damaged metadata (h5py raises OSError too)
+                raise OSError(f"{self.path}: the {self.modality} store is damaged ({e})") from None
+            except OSError as e:
+                if str(self.path) in str(e):
+                    raise
+                raise OSError(f"{self.path}: the {self.modality} store is damaged ({e})") from None
         return self._layout
 
     def video_ids(self) -> list[str]:
@@ -132,10 +139,16 @@ class _Store:
         # attribute cost ~0.3 ms a call, several calls per loaded clip).
         entry = self._entries.get(video_id)
         if entry is None:
-            if video_id not in self:
+            try:
+                present = video_id in self
+                if present:
+                    entry = self._entries[video_id] = f[video_id]
+            except (KeyError, OSError, RuntimeError) as e:  # a damaged entry or file
+                raise OSError(f"{self.path}: video {video_id!r} cannot be read, the {self.modality} store is "
+                              f"damaged ({e})") from None
+            if not present:
                 raise KeyError(f"{self.path}: video {video_id!r} is not in this {self.modality} store "
                                f"({len(f)} videos)")
-            entry = self._entries[video_id] = f[video_id]
         return entry
 
     def attrs(self, video_id: str) -> dict[str, Any]:
@@ -144,7 +157,11 @@ class _Store:
         entry = self._entry(video_id)  # first, so that a reopened file drops stale attributes
         got = self._attrs.get(video_id)
         if got is None:
-            got = self._attrs[video_id] = dict(entry.attrs)
+            try:
+                got = self._attrs[video_id] = dict(entry.attrs)
+            except (KeyError, OSError, RuntimeError) as e:
+                raise OSError(f"{self.path}: video {video_id!r}: its attributes cannot be read, the "
+                              f"{self.modality} store is damaged ({e})") from None
         return got
 
 
@@ -189,15 +206,24 @@ def _read_elements(ds: h5py.Dataset, indices: Sequence[int], what: str, numbers:
     uniq = sorted(set(int(i) for i in indices))
     lo, hi = uniq[0], uniq[-1] + 1
     step = uniq[1] - lo if len(uniq) > 1 else 1
-    if hi - lo <= len(uniq) + 2:
-        # A (nearly) consecutive run, as flow frames are: one slice read is cheaper than h5py's
-        # point selection.
-        run = ds[lo:hi]
-        block = [run[i - lo] for i in uniq]
-    elif uniq == list(range(lo, hi, step)):
-        block = ds[lo:hi:step]  # evenly spaced (a dense clip's stride): one strided hyperslab
-    else:
-        block = ds[uniq] if len(uniq) > 1 else [ds[uniq[0]]]  # point selection: increasing indices
+    try:
+        if hi - lo <= len(uniq) + 2:
+            # A (nearly) consecutive run, as flow frames are: one slice read is cheaper than h5py's
+            # point selection.
+            run = ds[lo:hi]
+            block = [run[i - lo] for i in uniq]
+        elif uniq == list(range(lo, hi, step)):
+            block = ds[lo:hi:step]  # evenly spaced (a dense clip's stride): one strided hyperslab
+        else:
+            block = ds[uniq] if len(uniq) > 1 else [ds[uniq[0]]]  # point selection: increasing indices
+    except (OSError, RuntimeError) as e:  # damaged bytes on disk: name the first unreadable element
+        number = dict(zip((int(i) for i in indices), numbers))
+        for i in uniq:
+            try:
+                ds[i]
+            except (OSError, RuntimeError) as e_i:
+                raise OSError(f"{what}: {unit} {number[i]} cannot be read, the store is damaged ({e_i})") from None
+        raise OSError(f"{what}: {unit}s {numbers[0]}..{numbers[-1]} cannot be read, the store is damaged ({e})") from None
     got = {i: _as_bytes(b) for i, b in zip(uniq, block)}
     return [got[int(i)] for i in indices]
 
@@ -521,6 +547,12 @@ class _Writer:
     def __init__(self, path: str | os.PathLike, *, resume: bool = True):
         self.path = Path(path)
         self.tmp = tmp_path_of(self.path)
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder; give the {self.modality} store's file name, "
+                                    f"e.g. {self.path / (self.modality + '.h5')}")
+        if self.path.exists() and not h5py.is_hdf5(self.path) and (resume or not self.path.is_file()):
+            raise ValueError(f"{self.path} exists and is not an HDF5 store; it is left as it is. Give another "
+                             f"output file{', or --overwrite to replace it' if self.path.is_file() else ''}")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not resume and self.tmp.exists():
             self.tmp.unlink()

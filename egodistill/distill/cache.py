@@ -163,15 +163,25 @@ class TeacherCache:
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"teacher cache not found: {self.path}")
-        with h5py.File(self.path, "r") as f:
+        advice = "; delete it, or set distill.cache.path to another file, to build the cache"
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as e:
+            raise ValueError(f"{self.path}: not a teacher cache (not a readable HDF5 file: {e}){advice}") from None
+        with f:
             if f.attrs.get("format") != FORMAT:
-                raise ValueError(f"{self.path}: not a teacher cache (attribute 'format' is {f.attrs.get('format')!r})")
-            if int(f.attrs["version"]) != VERSION:
-                raise ValueError(f"{self.path}: teacher cache version {f.attrs['version']}, expected {VERSION}")
-            self.fingerprint_text = str(f.attrs["fingerprint"])
-            self.views = int(f.attrs["views"])
-            self.heads: dict[str, int] = json.loads(f.attrs["heads"])
-            self.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
+                raise ValueError(f"{self.path}: not a teacher cache (attribute 'format' is "
+                                 f"{f.attrs.get('format')!r}){advice}")
+            try:
+                if int(f.attrs["version"]) != VERSION:
+                    raise ValueError(f"{self.path}: teacher cache version {f.attrs['version']}, expected {VERSION}{advice}")
+                self.fingerprint_text = str(f.attrs["fingerprint"])
+                self.views = int(f.attrs["views"])
+                self.heads: dict[str, int] = json.loads(f.attrs["heads"])
+                self.ids = [s.decode() if isinstance(s, bytes) else str(s) for s in f["ids"][()]]
+            except (KeyError, OSError, RuntimeError, TypeError, json.JSONDecodeError) as e:
+                raise ValueError(f"{self.path}: a damaged or incomplete teacher cache ({type(e).__name__}: {e})"
+                                 f"{advice}") from None
         self._file: h5py.File | None = None
         self._pid: int | None = None
         self._views_ds: h5py.Dataset | None = None
