@@ -597,3 +597,38 @@ def test_damaged_store_metadata_names_the_store(trained_run: Path, data_copy: Pa
     shutil.copytree(trained_run, run)
     code, _, err = run_cli(capsys, "evaluate", run, f"data.root={data_copy}", "--no-progress", "--no-plots")
     assert code == 1 and str(store) in err and "damaged" in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. a truncated video is not packed in silence
+# ---------------------------------------------------------------------------------------------
+
+
+def test_prepare_video_warns_about_a_truncated_file(tmp_path: Path, capsys):
+    import av
+    import numpy as np
+
+    from egodistill.data.stores import RGBStore
+
+    full = tmp_path / "full.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(full), "w", options={"movflags": "faststart"}) as container:  # index first
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 36, "yuv420p"
+        for _ in range(60):
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (36, 48, 3), dtype=np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    half = tmp_path / "P01_01.mp4"
+    half.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    code, _, err = run_cli(capsys, "prepare", "video", half, "--rgb", tmp_path / "rgb.h5", "--no-audio", "--quiet")
+    assert code == 0
+    assert "P01_01.mp4" in err and "truncated" in err and "of 60" in err, err
+    stored = RGBStore(tmp_path / "rgb.h5").num_frames("P01_01")
+    assert 0 < stored < 60
+    # the whole file packs without a word
+    whole = tmp_path / "whole"
+    whole.mkdir()
+    shutil.copy(full, whole / "P01_02.mp4")
+    code, _, err = run_cli(capsys, "prepare", "video", whole, "--rgb", tmp_path / "rgb2.h5", "--no-audio", "--quiet")
+    assert code == 0 and "warning" not in err

@@ -128,6 +128,7 @@ def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int
             raise ValueError(f"{path}: decoding failed after {n_decoded} video frame(s) ({e})") from None
         if n_decoded == 0 or size is None:
             raise ValueError(f"{path}: no video frames could be decoded")
+        warning = _truncation(vstream, n_decoded, src_fps, last_time)
         duration = n_decoded / src_fps if src_fps else last_time
         if fps:
             # Cover the source's duration: frames up to the end of the last decoded frame's display.
@@ -138,7 +139,20 @@ def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int
     finally:
         container.close()
     return {"jpegs": jpegs, "fps": out_fps, "height": size[0], "width": size[1], "audio": audio,
-            "duration": duration}
+            "duration": duration, "warning": warning}
+
+
+def _truncation(vstream, n_decoded: int, src_fps: float, last_time: float) -> str | None:
+    """Return a note when fewer frames decoded than the stream's header announces (a file cut
+    short, e.g. a faststart mp4 whose index is whole but whose data ends early), else None."""
+    expected = int(vstream.frames or 0)
+    if expected <= 0 and vstream.duration and vstream.time_base and src_fps:
+        expected = int(round(float(vstream.duration * vstream.time_base) * src_fps))
+    if expected <= 0 or expected - n_decoded <= max(1, expected // 100):
+        return None
+    total = f" of {expected / src_fps:.2f} s" if src_fps else ""
+    return (f"truncated: decoded {n_decoded} of {expected} frames; decoding stopped at {last_time:.2f} s{total}, "
+            f"the rest of the file is missing or unreadable")
 
 
 def decode_audio(path: str | os.PathLike, *, sample_rate: int = 24000) -> np.ndarray:
@@ -227,6 +241,8 @@ def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.Pa
                                          f"(use --allow-silent to store silence, or --no-audio)")
                     wave = np.zeros(int(round(len(out["jpegs"]) / out["fps"] * sample_rate)), np.float32)
                     summary.warnings.append(f"video {vid} ({path.name}): no audio stream, stored silence")
+                if out.get("warning"):
+                    summary.warnings.append(f"video {vid} ({path.name}): {out['warning']}")
                 rgb_w.add_video(vid, out["jpegs"], fps=out["fps"], first_frame=1, height=out["height"],
                                 width=out["width"], source=path.name)
                 if audio_w is not None:
