@@ -228,6 +228,7 @@ def test_compute_metrics_on_nan_logits_is_zero_and_finite(trained_run: Path):
     assert all(math.isfinite(v) for v in metrics.values()), metrics
 
 
+@pytest.mark.slow  # ~6 s
 def test_diverged_training_keeps_no_nan_best_checkpoint(synth_root: Path, tmp_path: Path, capsys):
     """optim.lr=1e6: training stops on NaN, and the held-out selection never took NaN logits
     (scored as 100% right) as the best model."""
@@ -586,6 +587,7 @@ def test_damaged_store_bytes_name_store_video_and_frame(trained_run: Path, data_
     assert len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.slow  # ~6 s
 def test_damaged_store_metadata_names_the_store(trained_run: Path, data_copy: Path, tmp_path: Path, capsys):
     import h5py
 
