@@ -1,9 +1,9 @@
 """Run `egodistill demo` for several seeds and print each model's metrics and the evidence as mean ± std.
 
-This is how README.md's demo table is measured (issue 7: three seeds, mean ± std). Seeds run
-one after another: on a 2-core machine parallel demos only slow each other down.
+This is how README.md's demo table is measured (three seeds, mean ± std). Seeds run one after
+another: on a 2-core machine parallel demos only slow each other down.
 
-    python benchmarks/demo_seeds.py --out runs/demo_seeds [--seeds 0 1 2] [--quick]
+    python benchmarks/demo_seeds.py --out runs/demo_seeds [--seeds 0 1 2] [--quick] [--student ARCH ...]
 
 Each seed's full demo lands in OUT/seed_N (report.md, results.json, runs); a seed whose
 results.json exists is not run again, so an interrupted measurement resumes.
@@ -19,8 +19,9 @@ import numpy as np
 from egodistill.demo import run_demo
 
 COLUMNS = ["verb_top1", "noun_top1", "action_top1", "ece"]
-TARGETS = {  # evidence key -> (what it compares, the issue's target, printed beside the measurement)
+TARGETS = {  # evidence key -> (what it compares, the target, printed beside the measurement)
     "student_minus_baseline_action": ("student vs baseline, action top-1", ">= +5"),
+    "student_minus_baseline_verb": ("student vs baseline, verb top-1", ">= +5"),
     "ensemble_minus_best_teacher_action": ("ensemble vs best teacher, action top-1", ">= 0"),
     "student_ece_minus_baseline_ece": ("student ECE vs baseline ECE", "<= 0"),
     "half_student_minus_baseline_action": ("half-frame student vs baseline, action top-1", ">= 0"),
@@ -36,15 +37,20 @@ def mean_std(values: list[float]) -> str:
 def summarise(results: list[dict]) -> str:
     """Return the Markdown tables (models, then evidence) of several demo results.json dicts."""
     names = [r["model"] for r in results[0]["rows"]]
-    lines = ["| model | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE |", "|" + "---|" * 7]
+    lines = ["| model | arch | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE |", "|" + "---|" * 8]
     for i, name in enumerate(names):
         rows = [res["rows"][i] for res in results]
         cells = [mean_std([r[c] for r in rows]) for c in COLUMNS]
-        lines.append(f"| {name} | {rows[0]['modalities']} | {rows[0]['frames']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {rows[0]['arch']} | {rows[0]['modalities']} | {rows[0]['frames']} | "
+                     + " | ".join(cells) + " |")
     lines += ["", "| evidence | measured | target | per seed |", "|---|---|---|---|"]
-    for key, (text, target) in TARGETS.items():
+    for key in results[0]["evidence"]:
+        base_key = next(k for k in TARGETS if key.startswith(k))
+        text, target = TARGETS[base_key]
+        arch = key[len(base_key):].lstrip("_")
         vals = [res["evidence"][key] for res in results]
-        lines.append(f"| {text} | {mean_std(vals)} | {target} | {', '.join(f'{v:+.1f}' for v in vals)} |")
+        lines.append(f"| {text}{f' ({arch})' if arch else ''} | {mean_std(vals)} | {target} | "
+                     f"{', '.join(f'{v:+.1f}' for v in vals)} |")
     secs = [res["seconds"] for res in results]
     lines += ["", f"{len(results)} seeds; wall clock per demo {min(secs):.0f} - {max(secs):.0f} s."]
     return "\n".join(lines)
@@ -55,12 +61,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/demo_seeds"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--student", action="append", metavar="ARCH", help="student architecture(s), as `demo --student`")
     args = p.parse_args(argv)
     results = []
     for seed in args.seeds:
         done = args.out / f"seed_{seed}" / "results.json"
         if not done.is_file():
-            run_demo(args.out / f"seed_{seed}", seed=seed, quick=args.quick, overwrite=True, progress=False)
+            run_demo(args.out / f"seed_{seed}", seed=seed, quick=args.quick, students=args.student, overwrite=True,
+                     progress=False)
         results.append(json.loads(done.read_text()))
     print(summarise(results))
 

@@ -50,7 +50,7 @@ def main() -> None:
     for arch in args.archs:
         frames, size, batch = VIEWS[arch]
         torch.manual_seed(0)
-        model = build_model(ModelConfig(arch=arch, drop_path=0.0), HEADS, 3, clip=(frames, size))
+        model = build_model(ModelConfig(arch=arch, drop_path=0.0), HEADS, 3)
         if not size:  # a layout model
             x, view, paths = example_layout(batch, frames, 14), f"{frames}x14 boxes", [None]
         else:

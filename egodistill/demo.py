@@ -1,49 +1,56 @@
 """`egodistill demo`: the whole method on a laptop, through the same code that serves real data.
 
-synth -> RGB baseline (labels only) -> flow, audio and layout teachers -> held-out dataset weights
--> distilled RGB student (teachers' frames) and a distilled student with half the frames ->
-evaluation of every model and of the ensemble teacher -> one table, report.md, plots, and a
-prediction on one clip exported as a video file.
+synth -> RGB baseline (labels only; also the ensemble's RGB teacher) -> flow, audio and layout
+teachers -> held-out dataset weights -> distilled RGB student (teachers' frames) and a distilled
+student with half the frames, per student architecture -> evaluation of every model and of the
+ensemble teacher -> one table, report.md with a summary figure and plots, and the baseline's and
+the student's predictions on one clip exported as a video file.
+
+The stages (`make_dataset`, `train_models`, `distill_student`, `evaluate_models`) are also what
+`benchmarks/distill_recipe.py` sweeps the distillation recipe with.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import yaml
 
 from egodistill.config import Config, config_from_dict
 
-# Each teacher is selected on the head its modality can see: flow, audio and layout show the
-# motion (the verb) but hardly the object, so their action accuracy is no signal to select on.
-TEACHERS = [  # (run name, modality, preset, selection metric)
-    ("rgb_baseline", "rgb", "swin_nano", ""),
-    ("flow_teacher", "flow", "swin_nano", "verb_top1"),
-    ("audio_teacher", "audio", "swin_nano", "verb_top1"),
-    ("layout_teacher", "layout", "stlt_nano", "verb_top1"),
-]
-
 
 @dataclasses.dataclass
 class DemoSettings:
-    """Sizes of one demo run; `quick` shrinks everything for a smoke test."""
+    """Sizes and recipe of one demo run; `quick` shrinks everything for a smoke test.
+
+    The RGB baseline and the students share one architecture (`students[0]`; more students add
+    rows), the baseline doubles as the ensemble's RGB teacher, and every teacher trains at least
+    as long as the students (docs/distillation.md measures why each choice was made).
+    """
 
     frames: int = 8
     size: int = 48
-    epochs: int = 12
-    student_epochs: int = 12
+    teacher_epochs: int = 24  # flow, audio and layout teachers: at least the students' budget
+    student_epochs: int = 24  # the RGB baseline (= the RGB teacher) and the students
     batch_size: int = 16
     lr: float = 2e-3
-    cache_views: int = 4
     synth_videos: int = 48
+    students: tuple[str, ...] = ("cnn3d_nano",)
+    # Teachers use what learns their modality best at this budget; flow and audio are images of
+    # motion and sound over time, which the small 3D CNN reads better than swin_nano does.
+    teachers: dict[str, str] = dataclasses.field(default_factory=lambda: {
+        "flow": "cnn3d_nano", "audio": "cnn3d_nano", "layout": "stlt_nano"})
+    # The distillation recipe, from the sweep in docs/distillation.md.
+    alpha_gt: float = 1.0
+    temperature: float = 1.0
+    tau: float = 1.0
+    cache_views: int = 8
     # The demo's world is cleaner than `SynthConfig`'s defaults, because its models train for
-    # about half a minute each from scratch on ~250 clips: at the defaults the audio teacher
+    # about a minute each from scratch on ~250 clips: at the defaults the audio teacher
     # never leaves the majority class (the event sound sits under the noise and the distractor
     # sounds), the RGB models cannot tell the handled object from two look-alike distractors,
     # and with 5 training kitchens they learn the kitchens, not the objects (heldout noun 52%,
@@ -56,26 +63,140 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(frames=4, size=32, epochs=2, student_epochs=2, batch_size=8, cache_views=2, synth_videos=8)
+        return cls(frames=4, size=32, teacher_epochs=2, student_epochs=2, batch_size=8, cache_views=2, synth_videos=8)
 
 
-def _base_config(data_yaml: Path, s: DemoSettings, seed: int) -> Config:
+def base_config(data_yaml: Path, s: DemoSettings, seed: int) -> Config:
+    """Return the demo's shared config (data, optimiser, trainer) for the dataset at `data_yaml`."""
     cfg = config_from_dict(yaml.safe_load(data_yaml.read_text()))
     d = cfg.data
     d.num_frames, d.stride, d.size, d.test_clips, d.test_crops = s.frames, 2, s.size, 2, 1
     d.scale_range = [1.0, 1.15]
     d.heldout_fraction = 0.15
-    cfg.train = dataclasses.replace(cfg.train, epochs=s.epochs, batch_size=s.batch_size, eval_batch_size=32,
+    cfg.train = dataclasses.replace(cfg.train, epochs=s.teacher_epochs, batch_size=s.batch_size, eval_batch_size=32,
                                     workers=0, seed=seed, log_every=50)
     cfg.optim = dataclasses.replace(cfg.optim, lr=s.lr, warmup_epochs=1.0, weight_decay=0.02)
     return cfg
 
 
-def _model_config(cfg: Config, run_dir: Path, modality: str, arch: str, **model: Any) -> Config:
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), train=dataclasses.replace(cfg.train))
+def run_config(cfg: Config, run_dir: Path, modality: str, arch: str, epochs: int, **model: Any) -> Config:
+    """Return a copy of `cfg` for one run: its folder, model and epochs."""
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data), train=dataclasses.replace(cfg.train, epochs=epochs),
+                              distill=dataclasses.replace(cfg.distill))
     cfg.model = dataclasses.replace(cfg.model, arch=arch, modality=modality, drop_path=0.1, **model)
     cfg.run_dir, cfg.name = str(run_dir), run_dir.name
     return cfg
+
+
+def make_dataset(root: Path, s: DemoSettings, seed: int, *, quick: bool, workers: int, progress: bool) -> Config:
+    """Generate the synthetic dataset into `root` (kept when it is already there); return `base_config`."""
+    from egodistill.data.synth import SynthConfig, generate
+
+    if not (root / "data.yaml").is_file():
+        synth_cfg = SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)
+        if quick:
+            synth_cfg = dataclasses.replace(SynthConfig.tiny(seed=seed), num_videos=s.synth_videos, segments_per_video=4)
+        generate(root, synth_cfg, workers=workers, progress=progress)
+    return base_config(root / "data.yaml", s, seed)
+
+
+def baseline_name(arch: str, s: DemoSettings) -> str:
+    """Run name of the RGB baseline of student architecture `arch` (the first one's is `rgb_baseline`)."""
+    return "rgb_baseline" if arch == s.students[0] else f"rgb_baseline_{arch}"
+
+
+def student_names(arch: str, s: DemoSettings) -> list[tuple[str, int]]:
+    """Return (run name, frame step) of the students of architecture `arch`: all frames and half."""
+    suffix = "" if arch == s.students[0] else f"_{arch}"
+    return [(f"student{suffix}", 1), (f"student_half_frames{suffix}", 2)]
+
+
+def train_models(base: Config, runs: Path, s: DemoSettings, *, progress: bool, log=print) -> list[Path]:
+    """Train the RGB baseline of every student architecture and the flow, audio and layout
+    teachers on the labels; return the ensemble's teachers (the first baseline, then the others)."""
+    from egodistill.commands.train import run_train
+
+    for arch in s.students:
+        name = baseline_name(arch, s)
+        if not (runs / name / "model.safetensors").is_file():
+            log(f"train {name} ({arch}, rgb, labels only, {s.student_epochs} epochs)")
+            run_train(run_config(base, runs / name, "rgb", arch, s.student_epochs), progress=progress)
+    teachers = [runs / baseline_name(s.students[0], s)]  # the RGB teacher: as long-trained as the students
+    for modality, arch in s.teachers.items():
+        name = f"{modality}_teacher"
+        if not (runs / name / "model.safetensors").is_file():
+            log(f"train {name} ({arch}, {modality}, labels only, {s.teacher_epochs} epochs)")
+            cfg = run_config(base, runs / name, modality, arch, s.teacher_epochs)
+            # Flow, audio and layout show the motion (the verb) but hardly the object, so their
+            # action accuracy is no signal to select on.
+            cfg.train.select_metric = "verb_top1"
+            run_train(cfg, progress=progress)
+        teachers.append(runs / name)
+    return teachers
+
+
+def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: list[Path], s: DemoSettings, *,
+                    frame_step: int = 1, cache_path: Path | None = None, progress: bool) -> Path:
+    """Distil the ensemble of `teachers` into student `name` (RGB, `arch`) through the teacher
+    cache at `cache_path` (default `runs/teacher_cache.h5`, built by the first student and reused
+    by the others); return its run folder."""
+    from egodistill.commands.distill import run_distill
+
+    cfg = run_config(base, runs / name, "rgb", arch, s.student_epochs, frame_step=frame_step)
+    cfg.distill = dataclasses.replace(
+        cfg.distill, teachers=[str(t) for t in teachers], weighting="dataset", tau=s.tau,
+        temperature=s.temperature, alpha_gt=s.alpha_gt,
+        cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views, path=str(cache_path or runs / "teacher_cache.h5")))
+    run_distill(cfg, progress=progress)
+    return runs / name
+
+
+def evaluate_models(runs: Path, s: DemoSettings, teachers: list[Path], *, progress: bool) -> list[dict[str, Any]]:
+    """Evaluate every run and the ensemble teacher on the validation split; return the table's rows."""
+    from egodistill.commands.evaluate import run_evaluate
+
+    def row(name: str, modality: str, arch: str, frames: int, ensemble: bool = False) -> dict[str, Any]:
+        m = run_evaluate(runs / name, teachers=ensemble, progress=progress)
+        return _row(name, arch, modality, frames, m, None if ensemble else _cost(runs / name))
+
+    rows = [row(t.name, *_run_model(t), s.frames) for t in teachers]
+    first_student = student_names(s.students[0], s)[0][0]
+    ensemble = row(first_student, "+".join(r["modalities"] for r in rows), "ensemble", s.frames, ensemble=True)
+    ensemble["model"], ensemble["gflops"] = "ensemble_teacher", float(sum(r["gflops"] for r in rows))
+    rows.append(ensemble)
+    for arch in s.students:
+        if arch != s.students[0]:
+            rows.append(row(baseline_name(arch, s), "rgb", arch, s.frames))
+        for name, step_k in student_names(arch, s):
+            rows.append(row(name, "rgb", arch, len(range(0, s.frames, step_k))))
+    return rows
+
+
+def _run_model(run_dir: Path) -> tuple[str, str]:
+    """Return (modality, arch) of a run folder."""
+    from egodistill.config import load_config
+
+    cfg = load_config(run_dir / "config.yaml")
+    return cfg.model.modality, cfg.model.arch
+
+
+def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, float]:
+    """Return the demo's claims as differences (points): per student architecture, student minus
+    baseline (action and verb top-1, ECE) and half-frame student minus baseline; ensemble minus
+    its best teacher. Keys of extra student architectures end in `_<arch>`."""
+    by = {r["model"]: r for r in rows}
+    teachers = [r for r in rows[: rows.index(by["ensemble_teacher"])]]
+    out = {"ensemble_minus_best_teacher_action":
+           by["ensemble_teacher"]["action_top1"] - max(r["action_top1"] for r in teachers)}
+    for arch in s.students:
+        suffix = "" if arch == s.students[0] else f"_{arch}"
+        base = by[baseline_name(arch, s)]
+        (full, _), (half, _) = student_names(arch, s)
+        out[f"student_minus_baseline_action{suffix}"] = by[full]["action_top1"] - base["action_top1"]
+        out[f"student_minus_baseline_verb{suffix}"] = by[full]["verb_top1"] - base["verb_top1"]
+        out[f"student_ece_minus_baseline_ece{suffix}"] = by[full]["ece"] - base["ece"]
+        out[f"half_student_minus_baseline_action{suffix}"] = by[half]["action_top1"] - base["action_top1"]
+    return out
 
 
 def _cost(run_dir: Path) -> dict[str, float]:
@@ -115,9 +236,10 @@ def _export_clip(data_root: Path, sample_id: str, video_id: str, start: int, sto
     return out
 
 
-def _row(name: str, modalities: str, frames: int, m: dict[str, float], cost: dict[str, float] | None) -> dict[str, Any]:
+def _row(name: str, arch: str, modalities: str, frames: int, m: dict[str, float],
+         cost: dict[str, float] | None) -> dict[str, Any]:
     return {
-        "model": name, "modalities": modalities, "frames": frames,
+        "model": name, "arch": arch, "modalities": modalities, "frames": frames,
         "verb_top1": m.get("verb_top1", float("nan")), "noun_top1": m.get("noun_top1", float("nan")),
         "action_top1": m.get("action_top1", float("nan")),
         "ece": m.get("action_ece", m.get("verb_ece", float("nan"))),
@@ -127,128 +249,105 @@ def _row(name: str, modalities: str, frames: int, m: dict[str, float], cost: dic
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Return the demo's rows as a Markdown table."""
-    head = "| model | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE | GFLOPs/view | clips/s |"
-    lines = [head, "|" + "---|" * 9]
+    head = ("| model | arch | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE | GFLOPs/view "
+            "| clips/s |")
+    lines = [head, "|" + "---|" * 10]
     for r in rows:
         fl = "-" if np.isnan(r["gflops"]) else f"{r['gflops']:.3f}"
         cs = "-" if np.isnan(r["clips_s"]) else f"{r['clips_s']:.0f}"
-        lines.append(f"| {r['model']} | {r['modalities']} | {r['frames']} | {r['verb_top1']:.1f} | "
+        lines.append(f"| {r['model']} | {r['arch']} | {r['modalities']} | {r['frames']} | {r['verb_top1']:.1f} | "
                      f"{r['noun_top1']:.1f} | {r['action_top1']:.1f} | {r['ece']:.1f} | {fl} | {cs} |")
     return "\n".join(lines)
 
 
-def run_demo(out: Path, *, seed: int = 0, quick: bool = False, workers: int = 2, overwrite: bool = False,
+def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSettings | None = None,
+             students: list[str] | None = None, workers: int = 2, overwrite: bool = False,
              progress: bool = True) -> dict[str, Any]:
-    """Run the whole demo into `out`; returns {"rows": [...], "evidence": {...}, "seconds": float}."""
-    from egodistill.commands.distill import run_distill
-    from egodistill.commands.evaluate import run_evaluate
-    from egodistill.commands.train import run_train
-    from egodistill.data.synth import SynthConfig, generate
-    from egodistill.engine.checkpoint import load_run
-    from egodistill.engine.predict import format_prediction, predict_videos
+    """Run the whole demo into `out`; returns {"rows": [...], "evidence": {...}, "seconds": float, ...}.
 
+    `students`: the student architectures (the first is also the RGB baseline's and the RGB
+    teacher's); default `settings.students`.
+    """
     t0 = time.time()
-    s = DemoSettings.quick() if quick else DemoSettings()
+    s = settings or (DemoSettings.quick() if quick else DemoSettings())
+    if students:
+        s = dataclasses.replace(s, students=tuple(dict.fromkeys(students)))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"demo folder {out} already exists; use --overwrite to start it again or --out DIR")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     def step(text: str) -> None:
         print(f"[{time.time() - t0:6.1f}s] {text}", flush=True)
 
     step("synth: generating the multimodal egocentric dataset")
-    synth_cfg = SynthConfig.tiny(seed=seed) if quick else SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)
-    if quick:
-        synth_cfg = dataclasses.replace(synth_cfg, num_videos=s.synth_videos, segments_per_video=4)
-    data_root = out / "synth"
-    generate(data_root, synth_cfg, workers=workers, progress=progress)
-    base = _base_config(data_root / "data.yaml", s, seed)
+    base = make_dataset(out / "synth", s, seed, quick=quick, workers=workers, progress=progress)
     runs = out / "runs"
-
-    teacher_dirs = []
-    for name, modality, preset, select in TEACHERS:
-        step(f"train {name} ({modality}, labels only)")
-        cfg = _model_config(base, runs / name, modality, preset)
-        cfg.train.select_metric = select
-        run_train(cfg, progress=progress)
-        teacher_dirs.append(str(runs / name))
-
-    students = [("student", 1), ("student_half_frames", 2)]
-    for name, step_k in students:
-        step(f"distill the ensemble of {len(teacher_dirs)} teachers into {name} (rgb, every {step_k} frame(s))")
-        cfg = _model_config(base, runs / name, "rgb", "swin_nano", frame_step=step_k)
-        cfg.train.epochs = s.student_epochs
-        cfg.distill = dataclasses.replace(cfg.distill, teachers=teacher_dirs, weighting="dataset",
-                                          cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views,
-                                                                    path=str(runs / "teacher_cache.h5")))
-        run_distill(cfg, progress=progress)
+    teachers = train_models(base, runs, s, progress=progress, log=step)
+    for arch in s.students:
+        for name, step_k in student_names(arch, s):
+            step(f"distill the ensemble of {len(teachers)} teachers into {name} ({arch}, rgb, every {step_k} frame(s))")
+            distill_student(base, runs, name, arch, teachers, s, frame_step=step_k, progress=progress)
 
     step("evaluate every model and the ensemble teacher on the validation split")
-    rows = []
-    for name, modality, _, _ in TEACHERS:
-        m = run_evaluate(runs / name, progress=progress)
-        rows.append(_row(name, modality, s.frames, m, _cost(runs / name)))
-    m = run_evaluate(runs / "student", teachers=True, progress=progress)
-    rows.append(_row("ensemble_teacher", "+".join(t[1] for t in TEACHERS), s.frames, m, None))
-    costs = [r["gflops"] for r in rows if not np.isnan(r["gflops"])]
-    rows[-1]["gflops"] = float(sum(costs))
-    for name, step_k in students:
-        m = run_evaluate(runs / name, progress=progress)
-        rows.append(_row(name, "rgb", len(range(0, s.frames, step_k)), m, _cost(runs / name)))
-
-    by = {r["model"]: r for r in rows}
-    best_teacher = max(by[n]["action_top1"] for n, *_ in TEACHERS)
-    evidence = {
-        "student_minus_baseline_action": by["student"]["action_top1"] - by["rgb_baseline"]["action_top1"],
-        "ensemble_minus_best_teacher_action": by["ensemble_teacher"]["action_top1"] - best_teacher,
-        "student_ece_minus_baseline_ece": by["student"]["ece"] - by["rgb_baseline"]["ece"],
-        "half_student_minus_baseline_action": by["student_half_frames"]["action_top1"] - by["rgb_baseline"]["action_top1"],
-    }
+    rows = evaluate_models(runs, s, teachers, progress=progress)
+    evidence = demo_evidence(rows, s)
 
     step("predict on one validation clip exported as a video file")
-    reader_cfg = base
-    from egodistill.data.annotations import build_reader
-
-    sample = build_reader(reader_cfg).samples(reader_cfg.data.eval_split)[0]
-    clip = _export_clip(data_root, sample.id, sample.video_id, sample.start_frame, sample.stop_frame,
-                        out / "clips" / f"{sample.id}.mp4")
-    cfg, model, info = load_run(runs / "student")
-    prediction = predict_videos([clip], cfg, model, info)[0]
-    prediction_text = format_prediction(prediction)
-    truth = {h: info.heads[h][c] for h, c in sample.labels.items()}
-
+    prediction = _predict_exported_clip(out, base, runs, s)
     table = format_table(rows)
-    seconds = time.time() - t0
-    result = {"rows": rows, "evidence": evidence, "seconds": seconds, "seed": seed, "quick": quick,
-              "prediction": prediction, "truth": truth}
-    _write_report(out, table, result, prediction_text)
+    result = {"rows": rows, "evidence": evidence, "seconds": time.time() - t0, "seed": seed, "quick": quick,
+              "settings": dataclasses.asdict(s), **prediction}
+    _write_report(out, table, result)
     print("\n" + table + "\n")
     for k, v in evidence.items():
         print(f"{k}: {v:+.1f}")
-    print(f"\npredict {clip.name} (truth: {truth}):\n{prediction_text}")
-    print(f"\ndemo finished in {seconds:.0f} s; report: {out / 'report.md'}")
+    print(f"\npredict {prediction['clip']} (truth: {prediction['truth']}):\n{prediction['prediction_text']}")
+    print(f"\ndemo finished in {result['seconds']:.0f} s; report: {out / 'report.md'}")
     return result
 
 
-def _write_report(out: Path, table: str, result: dict[str, Any], prediction_text: str) -> None:
+def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings) -> dict[str, Any]:
+    """Export the first validation clip as an mp4 and predict it with the RGB baseline and the
+    student side by side; return {"clip", "truth", "prediction" (the student's), "prediction_text"}."""
+    from egodistill.data.annotations import build_reader
+    from egodistill.engine.checkpoint import load_run
+    from egodistill.engine.predict import format_predictions_side_by_side, predict_videos
+
+    sample = build_reader(base).samples(base.data.eval_split)[0]
+    clip = _export_clip(out / "synth", sample.id, sample.video_id, sample.start_frame, sample.stop_frame,
+                        out / "clips" / f"{sample.id}.mp4")
+    records = {}
+    for name in (baseline_name(s.students[0], s), student_names(s.students[0], s)[0][0]):
+        cfg, model, info = load_run(runs / name)
+        records[name] = predict_videos([clip], cfg, model, info)[0]
+    truth = {h: info.heads[h][c] for h, c in sample.labels.items()}
+    student = records[student_names(s.students[0], s)[0][0]]
+    return {"clip": clip.name, "truth": truth, "prediction": student, "predictions": records,
+            "prediction_text": format_predictions_side_by_side(records)}
+
+
+def _write_report(out: Path, table: str, result: dict[str, Any]) -> None:
+    """Write report.md (summary figure, table, evidence, prediction, per-run plots) and results.json."""
+    from egodistill.engine.checkpoint import write_json
+    from egodistill.engine.plots import plot_model_summary
+
+    plot_model_summary(result["rows"], out / "summary.png")
     plots = sorted(p.relative_to(out) for p in (out / "runs").glob("*/plots/*.png"))
     lines = [
-        "# egodistill demo report", "",
+        "# egodistill demo report", "", "![summary](summary.png)", "",
         f"Seed {result['seed']}{' (quick)' if result['quick'] else ''}, {result['seconds']:.0f} s on this machine. "
         "Validation split of the synthetic dataset; ECE x100 (EPIC action confidence); GFLOPs and clips/s per "
         "view at inference (the ensemble's GFLOPs are the sum of its teachers').", "",
         table, "", "## Evidence", "",
         *[f"- {k}: {v:+.1f}" for k, v in result["evidence"].items()], "",
-        "## Prediction on an exported clip", "", f"Truth: {result['truth']}", "", "```", prediction_text, "```", "",
+        "## Prediction on an exported clip: RGB baseline and student", "", f"Truth: {result['truth']}", "",
+        "```", result["prediction_text"], "```", "",
         "## Plots", "", *[f"![{p}]({p})" for p in plots], "",
     ]
     tmp = out / "report.md.tmp"
     tmp.write_text("\n".join(lines))
     tmp.replace(out / "report.md")
-    tmp = out / "results.json.tmp"
-    tmp.write_text(json.dumps({k: v for k, v in result.items()}, indent=1, default=float))
-    tmp.replace(out / "results.json")
+    write_json(out / "results.json", result)

@@ -5,30 +5,48 @@ import math
 import pytest
 
 from egodistill.cli import main
-from egodistill.demo import TEACHERS
 
 
 @pytest.mark.slow
 def test_quick_demo_writes_table_report_and_prediction(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--workers", "1"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "--workers", "1",
+                 "--student", "cnn3d_nano", "--student", "swin_nano"]) == 0
     printed = capsys.readouterr().out
     result = json.loads((out / "results.json").read_text())
     names = [r["model"] for r in result["rows"]]
-    assert names == [t[0] for t in TEACHERS] + ["ensemble_teacher", "student", "student_half_frames"]
+    assert names == ["rgb_baseline", "flow_teacher", "audio_teacher", "layout_teacher", "ensemble_teacher",
+                     "student", "student_half_frames",
+                     "rgb_baseline_swin_nano", "student_swin_nano", "student_half_frames_swin_nano"]
+    arch = {r["model"]: r["arch"] for r in result["rows"]}
+    assert arch["rgb_baseline"] == arch["student"] == arch["student_half_frames"] == "cnn3d_nano"
+    assert arch["rgb_baseline_swin_nano"] == arch["student_swin_nano"] == "swin_nano"
     for r in result["rows"]:
         assert 0 <= r["action_top1"] <= 100 and 0 <= r["ece"] <= 100, r
         assert r["action_top1"] <= min(r["verb_top1"], r["noun_top1"]) + 1e-6  # action needs both right
-    half = result["rows"][-1]
-    assert half["frames"] * 2 == result["rows"][-2]["frames"]
-    assert half["gflops"] < result["rows"][-2]["gflops"]  # fewer frames, fewer FLOPs
-    ev = result["evidence"]
     by = {r["model"]: r for r in result["rows"]}
+    half, full = by["student_half_frames"], by["student"]
+    assert half["frames"] * 2 == full["frames"]
+    assert half["gflops"] < full["gflops"]  # fewer frames, fewer FLOPs
+    ev = result["evidence"]
     assert math.isclose(ev["student_minus_baseline_action"],
                         by["student"]["action_top1"] - by["rgb_baseline"]["action_top1"])
+    assert math.isclose(ev["student_minus_baseline_verb_swin_nano"],
+                        by["student_swin_nano"]["verb_top1"] - by["rgb_baseline_swin_nano"]["verb_top1"])
     report = (out / "report.md").read_text()
-    assert "| student |" in report and "ensemble_teacher" in report and "![" in report
+    assert report.index("![summary](summary.png)") < report.index("| student |") < report.index("## Plots")
+    assert (out / "summary.png").stat().st_size > 0 and "ensemble_teacher" in report
+    # the exported clip predicted by the baseline and the student, side by side
+    assert set(result["predictions"]) == {"rgb_baseline", "student"}
+    assert "rgb_baseline" in result["prediction_text"] and "student" in result["prediction_text"]
     assert (out / "clips").is_dir() and any(p.suffix == ".mp4" for p in (out / "clips").iterdir())
     assert "verb" in printed and "demo finished" in printed
     # a second run into the same folder is refused rather than mixing two runs
     assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 1
+
+
+def test_unknown_student_architecture_fails_at_start_naming_the_closest(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--student", "cnn3d_nan"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown --student 'cnn3d_nan'" in err and "cnn3d_nano" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()

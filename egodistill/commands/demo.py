@@ -13,13 +13,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run the whole method on a synthetic egocentric dataset and print the results table",
         description=(
             "Generate a synthetic multimodal egocentric dataset, train an RGB baseline and flow / audio / layout "
-            "teachers, distill their ensemble into an RGB student (and a half-frame student), evaluate every model "
-            "and the ensemble, print one table, write report.md with plots, and predict on an exported clip."
+            "teachers, distill their ensemble into an RGB student of the baseline's architecture (and a half-frame "
+            "student), evaluate every model and the ensemble, print one table, write report.md with a summary "
+            "figure and plots, and predict on an exported clip with the baseline and the student side by side."
         ),
     )
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data and of every run")
     p.add_argument("--quick", action="store_true", help="tiny settings for a smoke test (under 2 minutes)")
+    p.add_argument("--student", action="append", metavar="ARCH",
+                   help="student architecture (any registered one, see `egodistill info --list`); repeat to add "
+                        "students, each with its own RGB baseline; the first is also the RGB teacher "
+                        "(default: cnn3d_micro)")
     p.add_argument("--workers", type=int, default=2, help="processes for building the synthetic data")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -30,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from egodistill.demo import run_demo
 
-    run_demo(Path(args.out), seed=args.seed, quick=args.quick, workers=args.workers, overwrite=args.overwrite,
-             progress=not args.no_progress)
+    from egodistill.models import list_models
+
+    for arch in args.student or []:
+        if arch not in list_models():
+            from egodistill.models.registry import unknown_model_message
+
+            raise ValueError(unknown_model_message(arch).replace("model.arch", "--student"))
+    run_demo(Path(args.out), seed=args.seed, quick=args.quick, students=args.student, workers=args.workers,
+             overwrite=args.overwrite, progress=not args.no_progress)
     return 0

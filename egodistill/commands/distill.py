@@ -123,7 +123,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
         read_dataset_weights,
         shared_heldout_ids,
     )
-    from egodistill.engine.checkpoint import model_clip, write_json
+    from egodistill.engine.checkpoint import write_json
     from egodistill.engine.heldout import split_by_ids, write_heldout
     from egodistill.commands.train import check_run_dir, prepare_run_dir
     from egodistill.engine.trainer import fit, seed_everything
@@ -222,7 +222,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
 
     heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
     seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
-    model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg), clip=model_clip(cfg))
+    model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
     summary = fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume, progress=progress)
     summary = dict(summary or {})
     summary.update(cache_info)

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     # Weights do not change the cost: skip `model.pretrained` (the file may not be on this machine).
     cfg.model.pretrained = ""
     channels = get_modality(cfg.model.modality).channels(cfg)
-    model = build_model(cfg.model, heads, channels, clip=(frames, size))
+    model = build_model(cfg.model, heads, channels)
     x = example_input(cfg, frames, size, args.batch)
     if args.no_timing:
         cost = {"params": count_params(model), "gflops": count_flops(model, x) / args.batch / 1e9}

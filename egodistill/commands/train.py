@@ -172,7 +172,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.data.modalities import get_modality
-    from egodistill.engine.checkpoint import model_clip, model_heads
+    from egodistill.engine.checkpoint import model_heads
     from egodistill.engine.heldout import HELDOUT_FILE, read_heldout_ids, split_by_ids, split_heldout, write_heldout
     from egodistill.engine.trainer import SupervisedObjective, fit, seed_everything
     from egodistill.models import build_model
@@ -193,7 +193,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
                          f"{len(heldout)} samples")
     seed_everything(cfg.train.seed)  # the same initial weights on every process and every run
     heads = model_heads(cfg, info)
-    model = build_model(cfg.model, heads, get_modality(cfg.model.modality).channels(cfg), clip=model_clip(cfg))
+    model = build_model(cfg.model, heads, get_modality(cfg.model.modality).channels(cfg))
     train_set = build_dataset(cfg, cfg.data.train_split, train=True, samples=train_samples)
     heldout_set = build_dataset(cfg, cfg.data.train_split, train=False, samples=heldout) if heldout else None
     fresh = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)

@@ -183,13 +183,7 @@ def build_run_model(cfg: Config, info: DatasetInfo) -> nn.Module:
         from dataclasses import replace
 
         model_cfg = replace(model_cfg, pretrained="")
-    return build_model(model_cfg, model_heads(cfg, info), get_modality(cfg.model.modality).channels(cfg),
-                       clip=model_clip(cfg))
-
-
-def model_clip(cfg: Config) -> tuple[int, int]:
-    """Return (frames, size) of the clips the run's model reads (its `frame_step` applied)."""
-    return len(range(0, cfg.data.num_frames, cfg.model.frame_step)), cfg.data.size
+    return build_model(model_cfg, model_heads(cfg, info), get_modality(cfg.model.modality).channels(cfg))
 
 
 def save_run_files(run_dir: str | os.PathLike, cfg: Config, info: DatasetInfo) -> None:

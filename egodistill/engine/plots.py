@@ -107,3 +107,28 @@ def plot_confusion(matrix: Tensor, class_names: list[str], path: str | os.PathLi
     ax.set_yticks(range(len(keep)), labels, fontsize=7)
     ax.set(xlabel="predicted", ylabel="true", title=title or f"confusion ({len(keep)} most frequent classes)")
     return _save(fig, Path(path))
+
+
+def plot_model_summary(rows: list[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write one summary figure of several models to `path` (PNG): top-1 accuracy per model and
+    head (verb, noun, action) as grouped bars, and action top-1 against GFLOPs per view (models
+    without a cost are left out of the scatter). `rows`: {"model", "verb_top1", "noun_top1",
+    "action_top1", "gflops"} each; returns the path."""
+    heads = ["verb_top1", "noun_top1", "action_top1"]
+    names = [r["model"] for r in rows]
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(14, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    x = np.arange(len(rows))
+    width = 0.8 / len(heads)
+    for i, head in enumerate(heads):
+        bars.bar(x + (i - 1) * width, [r[head] for r in rows], width, label=head.replace("_top1", ""))
+    bars.set_xticks(x, names, rotation=30, ha="right")
+    bars.set(ylabel="top-1 accuracy (%)", title="accuracy per model and head", ylim=(0, 100))
+    bars.legend()
+    for r in rows:
+        if np.isfinite(r.get("gflops", float("nan"))):
+            scatter.scatter(r["gflops"], r["action_top1"])
+            scatter.annotate(r["model"], (r["gflops"], r["action_top1"]), textcoords="offset points", xytext=(4, 4),
+                             fontsize=8)
+    scatter.set_xscale("log")
+    scatter.set(xlabel="GFLOPs per view (log)", ylabel="action top-1 (%)", title="accuracy against cost")
+    return _save(fig, Path(path))

@@ -139,3 +139,23 @@ def format_prediction(record: dict[str, Any]) -> str:
         if isinstance(items, list):
             lines.append(f"  {key:<7} " + " | ".join(f"{it['name']} {it['prob']:.3f}" for it in items))
     return "\n".join(lines)
+
+
+def format_predictions_side_by_side(records: dict[str, dict[str, Any]]) -> str:
+    """Return the top-k of several models on the same video as one text table: per head, a row
+    per rank with each model's `name prob` in its own column (`records`: {model: record})."""
+    names = list(records)
+    first = records[names[0]]
+    heads = [key for key, items in first.items() if isinstance(items, list)]
+    cells = [["head", "rank", *names]]
+    for head in heads:
+        for rank in range(len(first[head])):
+            row = [head if rank == 0 else "", str(rank + 1)]
+            for name in names:
+                items = records[name].get(head, [])
+                row.append(f"{items[rank]['name']} {items[rank]['prob']:.3f}" if rank < len(items) else "")
+            cells.append(row)
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
+    lines = [f"{first['video']} ({first['frames']} frames, {first['fps']:.3g} fps)"]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    return "\n".join(lines)

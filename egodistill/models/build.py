@@ -11,20 +11,17 @@ from egodistill.models.registry import get_model_spec
 log = logging.getLogger(__name__)
 
 
-def build_model(model_cfg: ModelConfig, heads: dict[str, int], in_channels: int,
-                clip: tuple[int, int] | None = None) -> nn.Module:
+def build_model(model_cfg: ModelConfig, heads: dict[str, int], in_channels: int) -> nn.Module:
     """Return the registered model `model_cfg.arch` with one linear head per entry of `heads`.
 
     Clip models: forward(x [N, T, C=in_channels, H, W]) -> {head: [N, classes]}; layout models
     (STLT): forward(layout dict of [N, T, B, ...]) -> {head: [N, classes]} (in_channels unused).
-    `clip` = (frames, size) of the views, for architectures whose shape depends on them (MViT).
     Drop-path comes from `model_cfg.drop_path`. When `model_cfg.pretrained` names a file, its
     weights (official Video Swin, the authors', torchvision's or ours) are loaded and the load
     report is logged.
     """
     spec = get_model_spec(model_cfg.arch)
-    frames, size = clip or (None, None)
-    model = spec.build(heads, in_channels, drop_path=model_cfg.drop_path, frames=frames, size=size)
+    model = spec.build(heads, in_channels, drop_path=model_cfg.drop_path)
     if model_cfg.pretrained:
         from egodistill.models.checkpoints import load_official_checkpoint
 

@@ -125,7 +125,7 @@ def _register(name: str, spec: dict[str, Any]) -> None:
     kind = "X3D-style depthwise inverted bottlenecks" if spec["block"] == "x3d" else "conv3d-BN-ReLU stages"
     description = f"small 3D CNN ({kind}), widths {spec['widths']}"
 
-    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0, **_: Any) -> nn.Module:
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0) -> nn.Module:
         return VideoCNN(heads, in_channels, drop_path=drop_path, **spec)
 
     register_model(name, family="cnn3d", description=description)(build)

@@ -169,7 +169,7 @@ class STLT(nn.Module):
 
 
 def _register(name: str, spec: dict[str, Any]) -> None:
-    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0, **_: Any) -> nn.Module:
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0) -> nn.Module:
         return STLT(heads, **spec)  # boxes, not channels; its regulariser is `dropout`, not drop-path
 
     description = f"STLT layout transformer (Radevski et al. 2021): hidden {spec['hidden']}, " \

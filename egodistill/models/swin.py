@@ -202,7 +202,7 @@ class VideoSwin(nn.Module):
 
 
 def _register(name: str, spec: dict[str, Any]) -> None:
-    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.2, **_: Any) -> nn.Module:
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.2) -> nn.Module:
         return VideoSwin(heads, in_channels, drop_path=drop_path, **spec)
 
     description = (f"Video Swin (Liu et al. 2022), torchvision: embed {spec['embed_dim']}, depths {spec['depths']}, "

@@ -28,16 +28,6 @@ def _widen_first_conv(conv: nn.Conv3d, in_channels: int) -> nn.Conv3d:
                      conv.dilation, conv.groups, bias=conv.bias is not None)
 
 
-def _pool_s3d(x: torch.Tensor) -> torch.Tensor:
-    # S3D's classifier is a 1x1x1 convolution followed by a mean over (T, H, W); with it removed
-    # the backbone returns the pooled map [N, 1024, t, h, w].
-    return x.mean(dim=(2, 3, 4))
-
-
-def _identity(x: torch.Tensor) -> torch.Tensor:
-    return x
-
-
 @dataclass(frozen=True)
 class _Arch:
     build: Callable[..., nn.Module]  # torchvision's constructor
@@ -45,22 +35,19 @@ class _Arch:
     file_classifier: str  # the Linear / Conv3d of the classifier in a weight file
     feature_dim: int
     first_conv: str  # module path of the first convolution
-    pool: Callable[[torch.Tensor], torch.Tensor] = _identity  # backbone output -> [N, feature_dim]
-    # extra constructor arguments from (drop_path, frames, size)
-    options: Callable[[float, int | None, int | None], dict] = lambda drop_path, frames, size: {}
-
-
-def _mvit_options(drop_path: float, frames: int | None, size: int | None) -> dict:
-    # MViT's relative position tables are sized for one clip shape (Kinetics weights: 16x224).
-    return dict(stochastic_depth_prob=drop_path, spatial_size=(size or 224, size or 224), temporal_size=frames or 16)
+    drop_path: bool = False  # the constructor takes `stochastic_depth_prob`
+    clip: tuple[int, int] | None = None  # the only (frames, size) it reads, when it has one
 
 
 _ARCHS: dict[str, _Arch] = {
     "r3d_18": _Arch(tv.r3d_18, "fc", "fc", 512, "stem.0"),
     "mc3_18": _Arch(tv.mc3_18, "fc", "fc", 512, "stem.0"),
     "r2plus1d_18": _Arch(tv.r2plus1d_18, "fc", "fc", 512, "stem.0"),
-    "s3d": _Arch(tv.s3d, "classifier", "classifier.1", 1024, "features.0.0.0", _pool_s3d),
-    "mvit_v2_s": _Arch(tv.mvit_v2_s, "head", "head.1", 768, "conv_proj", options=_mvit_options),
+    # S3D's forward averages its classifier's output map over (T, H, W); without the classifier
+    # that is the pooled features.
+    "s3d": _Arch(tv.s3d, "classifier", "classifier.1", 1024, "features.0.0.0"),
+    # torchvision builds MViT for 16x224 clips (its position tables and pooled sizes).
+    "mvit_v2_s": _Arch(tv.mvit_v2_s, "head", "head.1", 768, "conv_proj", drop_path=True, clip=(16, 224)),
 }
 
 
@@ -73,14 +60,14 @@ class TorchvisionVideo(nn.Module):
 
     checkpoint_formats = ("torchvision", "egodistill")
 
-    def __init__(self, arch: str, heads: dict[str, int], in_channels: int = 3, *, drop_path: float = 0.0,
-                 frames: int | None = None, size: int | None = None) -> None:
+    def __init__(self, arch: str, heads: dict[str, int], in_channels: int = 3, *, drop_path: float = 0.0) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {in_channels}")
         spec = _ARCHS[arch]
-        self._file_classifier, self._pool = spec.file_classifier, spec.pool
-        self.backbone = spec.build(weights=None, **spec.options(drop_path, frames, size))
+        self._file_classifier = spec.file_classifier
+        self.backbone = spec.build(weights=None, **({"stochastic_depth_prob": drop_path} if spec.drop_path else {}))
+        self.clip = spec.clip
         setattr(self.backbone, spec.classifier, nn.Identity())
         first, feature_dim = spec.first_conv, spec.feature_dim
         parent, _, leaf = first.rpartition(".")
@@ -115,16 +102,19 @@ class TorchvisionVideo(nn.Module):
         """Return pooled features [N, feature_dim] of clips x [N, T, C, H, W]."""
         if x.dim() != 5 or x.shape[2] != self.in_channels:
             raise ValueError(f"{self.arch} expects clips [N, T, C={self.in_channels}, H, W], got shape {tuple(x.shape)}")
-        return self._pool(self.backbone(x.transpose(1, 2)))
+        if self.clip and (x.shape[1], x.shape[3], x.shape[4]) != (self.clip[0], self.clip[1], self.clip[1]):
+            raise ValueError(f"{self.arch} reads clips of exactly {self.clip[0]} frames of {self.clip[1]}x{self.clip[1]} "
+                             f"(torchvision builds it for that shape; set data.num_frames and data.size), "
+                             f"got shape {tuple(x.shape)}")
+        return self.backbone(x.transpose(1, 2))
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.head(self.features(x))
 
 
 def _register(arch: str, description: str) -> None:
-    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0, frames: int | None = None,
-              size: int | None = None) -> nn.Module:
-        return TorchvisionVideo(arch, heads, in_channels, drop_path=drop_path, frames=frames, size=size)
+    def build(heads: dict[str, int], in_channels: int, *, drop_path: float = 0.0) -> nn.Module:
+        return TorchvisionVideo(arch, heads, in_channels, drop_path=drop_path)
 
     register_model(arch, family="torchvision", description=description)(build)
 
@@ -133,4 +123,4 @@ _register("r3d_18", "ResNet-18 with 3D convolutions (Tran et al. 2018), torchvis
 _register("mc3_18", "ResNet-18, 3D convolutions in the first stages then 2D (mixed convolution), torchvision")
 _register("r2plus1d_18", "ResNet-18 with (2+1)D factorised convolutions, torchvision")
 _register("s3d", "S3D: separable 3D Inception (Xie et al. 2018), torchvision")
-_register("mvit_v2_s", "MViTv2-S multiscale vision transformer (Li et al. 2022), torchvision; 16x224 for Kinetics weights")
+_register("mvit_v2_s", "MViTv2-S multiscale vision transformer (Li et al. 2022), torchvision; reads 16x224 clips only")

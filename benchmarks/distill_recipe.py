@@ -1,0 +1,128 @@
+"""Sweep the distillation recipe on the demo's data over seeds: label-loss weight, KD temperature,
+cached views per sample, student epochs and the weighting temperature.
+
+For each seed the demo's dataset, RGB baseline (= the RGB teacher) and flow / audio / layout
+teachers are made once (`egodistill.demo` stages, its default settings), then one student per
+recipe point is distilled from the same teachers and evaluated on the validation split. A point
+with other student epochs gets a baseline trained as long. Prints, per point, mean ± std over the
+seeds of the student's top-1 and ECE (x100, action), its mean action confidence (to tell over-
+from under-confidence), and student minus baseline. This is how docs/distillation.md is measured.
+
+    python benchmarks/distill_recipe.py --out runs/recipe [--seeds 0 1 2] [--points paper gt1 ...]
+
+Finished runs are reused, so an interrupted sweep resumes.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from egodistill.demo import DemoSettings, distill_student, make_dataset, train_models
+
+# name -> DemoSettings fields that differ from the demo's defaults for this point
+POINTS: dict[str, dict] = {
+    "paper": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0),
+    "gt1": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0),
+    "gt1_T4": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0),
+    "gt1_tau03": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.3),
+    "gt0_tau03": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.3),
+    "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0),
+    "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36),
+}
+HEADS = ("verb_top1", "noun_top1", "action_top1", "ece", "confidence")
+
+
+def action_confidence(run_dir: Path) -> float:
+    """Return the mean EPIC action confidence (max over actions of p(verb) p(noun)) of a run's
+    validation predictions, in %."""
+    logits = load_file(str(run_dir / "predictions" / "validation.safetensors"))
+    verb = logits["logits.verb"].double().softmax(-1).amax(-1)
+    noun = logits["logits.noun"].double().softmax(-1).amax(-1)
+    return float((verb * noun).mean() * 100)
+
+
+def metrics(run_dir: Path) -> dict[str, float]:
+    """Evaluate `run_dir` on the validation split (reusing a finished evaluation)."""
+    from egodistill.commands.evaluate import run_evaluate
+
+    done = run_dir / "predictions" / "validation_metrics.json"
+    m = json.loads(done.read_text()) if done.is_file() else run_evaluate(run_dir, plots=False, progress=False)
+    return {"verb_top1": m["verb_top1"], "noun_top1": m["noun_top1"], "action_top1": m["action_top1"],
+            "ece": m["action_ece"], "confidence": action_confidence(run_dir)}
+
+
+def run_seed(out: Path, seed: int, points: list[str]) -> dict[str, dict[str, float]]:
+    """Return {run name: metrics} of the baselines and every point's student for one seed."""
+    s = DemoSettings()
+    base = make_dataset(out / "synth", s, seed, quick=False, workers=2, progress=False)
+    runs = out / "runs"
+    teachers = train_models(base, runs, s, progress=False)
+    results = {"rgb_baseline": metrics(runs / "rgb_baseline")}
+    for t in teachers[1:]:
+        results[t.name] = metrics(t) if t.name != "layout_teacher" else {}
+    for point in points:
+        ps = dataclasses.replace(s, **POINTS[point])
+        name = f"student_{point}"
+        cache = runs / f"cache_K{ps.cache_views}_tau{ps.tau:g}.h5"
+        if not (runs / name / "model.safetensors").is_file():
+            print(f"seed {seed}: distill {name}", flush=True)
+            distill_student(base, runs, name, ps.students[0], teachers, ps, cache_path=cache, progress=False)
+        results[name] = metrics(runs / name)
+        if ps.student_epochs != s.student_epochs:
+            bname = f"rgb_baseline_E{ps.student_epochs}"
+            if not (runs / bname / "model.safetensors").is_file():
+                from egodistill.commands.train import run_train
+                from egodistill.demo import run_config
+
+                run_train(run_config(base, runs / bname, "rgb", ps.students[0], ps.student_epochs), progress=False)
+            results[bname] = metrics(runs / bname)
+    return results
+
+
+def mean_std(values: list[float]) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+
+
+def summarise(per_seed: list[dict[str, dict[str, float]]], points: list[str]) -> str:
+    """Return the Markdown table: every run's metrics and each student's gain over its baseline."""
+    lines = ["| run | verb | noun | action | ECE | confidence | action - baseline | verb - baseline |",
+             "|" + "---|" * 8]
+    names = [n for n in per_seed[0] if per_seed[0][n]]
+    for name in names:
+        cells = [mean_std([r[name][k] for r in per_seed]) for k in HEADS]
+        point = name.removeprefix("student_")
+        if point in POINTS:
+            epochs = POINTS[point].get("student_epochs")
+            base = f"rgb_baseline_E{epochs}" if epochs else "rgb_baseline"
+            gains = [mean_std([r[name][k] - r[base][k] for r in per_seed]) for k in ("action_top1", "verb_top1")]
+        else:
+            gains = ["", ""]
+        lines.append(f"| {name} | " + " | ".join(cells + gains) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/recipe"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS))
+    args = p.parse_args(argv)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    per_seed = []
+    for seed in args.seeds:
+        per_seed.append(run_seed(args.out / f"seed_{seed}", seed, args.points))
+        (args.out / f"seed_{seed}" / "results.json").write_text(json.dumps(per_seed[-1], indent=1))
+    print(f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); validation split; top-1 and ECE x100 "
+          f"(action); confidence = mean action confidence x100\n")
+    print(summarise(per_seed, args.points))
+
+
+if __name__ == "__main__":
+    main()
