@@ -634,3 +634,14 @@ def test_prepare_video_warns_about_a_truncated_file(tmp_path: Path, capsys):
     shutil.copy(full, whole / "P01_02.mp4")
     code, _, err = run_cli(capsys, "prepare", "video", whole, "--rgb", tmp_path / "rgb2.h5", "--no-audio", "--quiet")
     assert code == 0 and "warning" not in err
+
+
+def test_a_pickle_renamed_safetensors_as_pretrained_is_named(synth_root: Path, tmp_path: Path, capsys):
+    import torch
+
+    fake = tmp_path / "weights.safetensors"
+    torch.save({"backbone.patch_embed.proj.weight": torch.zeros(1)}, fake)
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", tmp_path / "run")
+    code, _, err = run_cli(capsys, "train", cfg, f"model.pretrained={fake}", "--no-progress")
+    assert code == 1 and str(fake) in err and "not a readable safetensors file" in err
+    assert not (tmp_path / "run").exists()

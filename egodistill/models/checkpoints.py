@@ -93,9 +93,14 @@ def read_state_dict(source: str | os.PathLike | Mapping[str, torch.Tensor]) -> d
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint not found: {path}")
         if path.suffix == ".safetensors":
+            from safetensors import SafetensorError
             from safetensors.torch import load_file
 
-            data = load_file(str(path))
+            try:
+                data = load_file(str(path))
+            except SafetensorError as e:
+                raise CheckpointError(f"{path}: not a readable safetensors file ({e}); a file renamed to "
+                                      ".safetensors is not converted by the name") from None
         else:
             try:
                 data = torch.load(path, map_location="cpu", weights_only=True)
