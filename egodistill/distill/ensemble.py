@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from egodistill.distill.weighting import SCHEMES, combine, per_sample_weights, uniform_weights
+from egodistill.engine.losses import head_labels
 
 TeacherFn = Callable[[dict], dict[str, Tensor]]
 
@@ -52,21 +53,12 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def expand_labels(labels: dict[str, Tensor], rows: int) -> dict[str, Tensor]:
-    """Return labels [B] repeated for views folded sample-major into `rows` = B*V rows."""
-    out = {}
-    for h, y in labels.items():
-        if rows % y.shape[0]:
-            raise ValueError(f"labels for head '{h}': {y.shape[0]} samples do not divide {rows} logit rows")
-        out[h] = y.repeat_interleave(rows // y.shape[0])
-    return out
-
-
 class EnsembleTeacher(nn.Module):
     """Weighted sum of frozen teachers' logits, per head.
 
-    `weighting`: "uniform", "per-sample" (needs `batch["labels"]`) or "dataset" (needs
-    `weights`: {head: [N]} computed beforehand on a held-out split). `heads` restricts the output
+    `weighting`: "uniform", "per-sample" (needs `batch["labels"]`; `weights`, when given, are
+    used for the samples without a label) or "dataset" (needs `weights`: {head: [N]} computed
+    beforehand on a held-out split). `heads` restricts the output
     to these heads (default: the first teacher's heads). `names` labels the teachers in logs.
     """
 
@@ -131,8 +123,9 @@ class EnsembleTeacher(nn.Module):
         if "labels" not in batch:
             raise KeyError("ensemble teacher: weighting 'per-sample' needs batch['labels']")
         rows = logits[0][heads[0]].shape[0]
-        labels = expand_labels({h: batch["labels"][h].to(logits[0][h].device) for h in heads}, rows)
-        return per_sample_weights(logits, labels, self.tau)
+        # -1 (or no entry) for an unlabelled sample: it gets the dataset weights when given, else 1/N
+        labels = {h: head_labels(batch["labels"], h, rows, logits[0][h].device) for h in heads}
+        return per_sample_weights(logits, labels, self.tau, fallback=self.fixed_weights)
 
     @torch.no_grad()
     def forward(self, batch: dict) -> dict[str, Tensor]:

@@ -2,7 +2,7 @@
 
     L_kd = (1/|H|) * sum_h T^2 * KL( softmax(t_h/T) || softmax(s_h/T) )     KL summed over
            classes, averaged over the batch ("batchmean")
-    L_gt = (1/|H|) * sum_h w_h * CE(s_h, y_h)
+    L_gt = (1/|H|) * sum_h w_h * CE(s_h, y_h)       CE averaged over the labelled rows (label -1 ignored)
     L    = a_kd * L_kd + a_gt * L_gt
 
 H is the set of active heads: heads with a positive weight.
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
+
+from egodistill.engine.losses import label_loss
 
 
 def active_heads(heads: list[str] | dict[str, int], head_weights: dict[str, float] | None = None) -> list[str]:
@@ -63,22 +65,16 @@ def kd_loss(
 
 def gt_loss(
     student: dict[str, Tensor],
-    labels: dict[str, Tensor],
+    labels: dict[str, Tensor] | None,
     head_weights: dict[str, float] | None = None,
     heads: list[str] | None = None,
 ) -> Tensor:
     """Return L_gt = (1/|H|) * sum_h w_h * CE(s_h, y_h) over `heads` (default: every head of
-    `student` with a positive weight). `labels[h]`: [B] class ids."""
+    `student` with a positive weight). `labels[h]`: [B] class ids, -1 (or no entry) where a
+    sample has no label: those rows are ignored (`engine.losses.label_loss`)."""
     weights = head_weights or {}
     heads = active_heads(list(student), weights) if heads is None else heads
-    if not heads:
-        raise ValueError("ground-truth loss: no active heads")
-    total = 0.0
-    for h in heads:
-        if h not in labels:
-            raise KeyError(f"ground-truth loss: no labels for head '{h}' (labels for: {sorted(labels)})")
-        total = total + weights.get(h, 1.0) * F.cross_entropy(student[h].float(), labels[h].long())
-    return total / len(heads)
+    return label_loss(student, labels, heads, weights)[0]
 
 
 def distill_loss(
@@ -92,19 +88,18 @@ def distill_loss(
     head_weights: dict[str, float] | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Return (L, parts): L = a_kd * L_kd + a_gt * L_gt and the detached parts
-    {"kd": L_kd, "gt": L_gt (when labels are given)} for logging.
+    {"kd": L_kd, "gt": L_gt (only when a_gt > 0)} for logging.
 
-    The active heads are the student's heads with a positive weight in `head_weights`.
+    The active heads are the student's heads with a positive weight in `head_weights`. Labels
+    [B] may be given for B*V rows of logits (views folded sample-major); -1 marks an unlabelled
+    sample, whose loss is the KD term alone. With a_gt = 0 the label term is not computed.
     """
     heads = active_heads(list(student), head_weights)
     l_kd = kd_loss(student, teacher, temperature, heads)
     loss = alpha_kd * l_kd
     parts = {"kd": l_kd.detach()}
-    if labels is not None and all(h in labels for h in heads):
+    if alpha_gt:
         l_gt = gt_loss(student, labels, head_weights, heads)
         parts["gt"] = l_gt.detach()
-        if alpha_gt:
-            loss = loss + alpha_gt * l_gt
-    elif alpha_gt:
-        raise KeyError(f"distill loss: alpha_gt={alpha_gt} needs labels for heads {heads}")
+        loss = loss + alpha_gt * l_gt
     return loss, parts

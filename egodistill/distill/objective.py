@@ -50,12 +50,8 @@ class DistillObjective(Objective):
         """Return (loss, {"kd": ..., "gt": ...}) for student `logits` {head: [B*V, C]}."""
         teacher = self.teacher_logits(batch)
         student = {h: z for h, z in logits.items() if h in teacher}
-        rows = next(iter(student.values())).shape[0]
+        # labels [B] against [B*V] rows: the label loss repeats each sample's label per view.
         labels = batch.get("labels")
-        if labels is not None:
-            b = next(iter(labels.values())).shape[0] if labels else rows
-            if rows != b:  # views folded into the rows: one label per view
-                labels = {h: y.repeat_interleave(rows // b) for h, y in labels.items()}
         return distill_loss(
             student, teacher, labels,
             temperature=self.temperature, alpha_kd=self.alpha_kd, alpha_gt=self.alpha_gt,

@@ -4,7 +4,8 @@ For head h and N teachers with logits z_{i,h}, the ensemble logits are the weigh
 `t_h = sum_i w_{i,h} * z_{i,h}` with weights summing to 1 over teachers:
 
 * uniform:    w_i = 1/N
-* per-sample: w_i(x) = softmin_i( CE(z_i(x), y) / tau )
+* per-sample: w_i(x) = softmin_i( CE(z_i(x), y) / tau ); a sample without a label falls back to
+              the dataset weights (when computed: distillation with unlabelled samples) or 1/N
 * dataset:    w_i = softmin_i( mean_x CE(z_i(x), y) / tau ), mean over a held-out split
 
 `softmin(v) = softmax(-v)`. Weights are computed per head.
@@ -53,11 +54,13 @@ def uniform_weights(num_teachers: int, heads: Sequence[str]) -> dict[str, Tensor
 
 
 def per_sample_weights(
-    teacher_logits: Sequence[dict[str, Tensor]], labels: dict[str, Tensor], tau: float = 1.0
+    teacher_logits: Sequence[dict[str, Tensor]], labels: dict[str, Tensor], tau: float = 1.0,
+    fallback: dict[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Return {head: [N, B]} per-sample weights softmin_i(CE(z_i(x), y) / tau).
 
-    A sample whose label is negative (unknown) gets uniform weights.
+    A sample whose label is negative (unknown) gets `fallback[head]` ([N], the dataset weights)
+    when given, else uniform weights.
     """
     heads = list(labels)
     _check(teacher_logits, heads)
@@ -67,7 +70,13 @@ def per_sample_weights(
         known = y >= 0
         ce = per_teacher_ce(teacher_logits, {h: y.clamp(min=0)}, h)  # [N, B]
         ce = torch.where(known.unsqueeze(0), ce, torch.zeros_like(ce))  # zeros -> uniform softmin
-        out[h] = softmin(ce, tau, dim=0)
+        w = softmin(ce, tau, dim=0)
+        if fallback is not None and h in fallback and not bool(known.all()):
+            f = fallback[h].to(w.device, w.dtype)
+            if f.shape != (w.shape[0],):
+                raise ValueError(f"per-sample weights, head '{h}': {tuple(f.shape)} fallback weights for {w.shape[0]} teachers")
+            w = torch.where(known.unsqueeze(0), w, f.unsqueeze(1).expand_as(w))
+        out[h] = w
     return out
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Sampler
 
@@ -42,6 +41,7 @@ from egodistill.engine.checkpoint import (
 )
 from egodistill.engine.evaluate import append_jsonl, count_nonfinite, evaluate_dataset, model_predictor
 from egodistill.engine.inputs import model_input, to_device
+from egodistill.engine.losses import label_loss
 from egodistill.engine.metrics import selection_metric
 
 METRICS_FILE = "metrics.jsonl"
@@ -70,16 +70,10 @@ class Objective(nn.Module):
         raise NotImplementedError
 
 
-def expand_labels(labels: Tensor, rows: int) -> Tensor:
-    """Return labels [B] repeated for B*V rows of logits folded sample-major."""
-    if rows % labels.shape[0]:
-        raise ValueError(f"{labels.shape[0]} labels do not divide {rows} rows of logits")
-    return labels.repeat_interleave(rows // labels.shape[0])
-
-
 class SupervisedObjective(Objective):
     """L_gt = (1/|H|) sum_h w_h CE(s_h, y_h) (METHOD.md §3) over the active heads (weight > 0,
-    default 1). Labels of -1 (unlabelled) are ignored; a head whose rows are all unlabelled adds 0."""
+    default 1), by `engine.losses.label_loss`: labels of -1 (unlabelled) are ignored; a head
+    whose rows are all unlabelled adds 0."""
 
     def __init__(self, head_weights: dict[str, float] | None = None):
         super().__init__()
@@ -89,19 +83,7 @@ class SupervisedObjective(Objective):
         heads = [h for h in logits if self.head_weights.get(h, 1.0) > 0]
         if not heads:
             raise ValueError(f"no active heads: every head of {sorted(logits)} has weight 0 in train.head_weights")
-        labels = batch["labels"]
-        total = 0.0
-        parts = {}
-        for h in heads:
-            if h not in labels:
-                raise KeyError(f"the batch has no labels for head '{h}' (labels for: {sorted(labels)})")
-            z = logits[h].float()  # [B*V, C]
-            y = expand_labels(labels[h], z.shape[0]).to(z.device)  # [B*V]
-            known = (y >= 0).sum().clamp(min=1)
-            ce = F.cross_entropy(z, y, ignore_index=-1, reduction="sum") / known
-            parts[f"ce_{h}"] = ce.detach()
-            total = total + self.head_weights.get(h, 1.0) * ce
-        return total / len(heads), parts
+        return label_loss(logits, batch.get("labels"), heads, self.head_weights)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from egodistill.distill.ensemble import EnsembleTeacher, expand_labels, freeze
+from egodistill.distill.ensemble import EnsembleTeacher, freeze
 
 L3 = math.log(3.0)
 
@@ -34,6 +34,21 @@ def test_per_sample_uses_labels_and_views():
     assert torch.allclose(out[:, 0], torch.tensor([0.6 * L3, 0.6 * L3, L3 / 3, L3 / 3]), atol=1e-6)
     with pytest.raises(KeyError, match="labels"):
         ens({})
+
+
+def test_per_sample_unlabelled_rows_fall_back_to_dataset_weights():
+    a = const_teacher([[L3, 0.0], [L3, 0.0]])
+    b = const_teacher([[0.0, 0.0]] * 2)
+    fixed = {"action": torch.tensor([0.1, 0.9])}
+    ens = EnsembleTeacher([a, b], "per-sample", weights=fixed, heads=["action"])
+    out = ens({"labels": {"action": torch.tensor([0, -1])}})["action"]
+    assert torch.allclose(out[:, 0], torch.tensor([0.6 * L3, 0.1 * L3]), atol=1e-6)
+    # a batch in which no sample has a label has no entry for the head: every row falls back
+    out = ens({"labels": {}})["action"]
+    assert torch.allclose(out[:, 0], torch.tensor([0.1 * L3, 0.1 * L3]), atol=1e-6)
+    # without dataset weights, an unlabelled sample is weighted uniformly
+    out = EnsembleTeacher([a, b], "per-sample", heads=["action"])({"labels": {}})["action"]
+    assert torch.allclose(out[:, 0], torch.tensor([0.5 * L3, 0.5 * L3]), atol=1e-6)
 
 
 def test_dataset_weights_are_fixed_and_required():
@@ -79,13 +94,6 @@ def test_module_teachers_are_frozen_in_eval_and_give_no_graph():
     assert torch.allclose(out, expected.detach(), atol=1e-6)
     # deterministic: dropout stays off
     assert torch.equal(out, ens({"x": x})["action"])
-
-
-def test_expand_labels_sample_major():
-    y = expand_labels({"a": torch.tensor([3, 5])}, 6)["a"]
-    assert y.tolist() == [3, 3, 3, 5, 5, 5]
-    with pytest.raises(ValueError, match="do not divide"):
-        expand_labels({"a": torch.tensor([1, 2])}, 3)
 
 
 def test_freeze():

@@ -99,3 +99,21 @@ def test_bad_shapes_and_missing_heads_raise_clearly():
         kd_loss({"noun": torch.zeros(1, 2)}, {"verb": torch.zeros(1, 2)})
     with pytest.raises(ValueError, match="temperature"):
         kl_batchmean(torch.zeros(1, 2), torch.zeros(1, 2), 0.0)
+
+
+def test_unlabelled_sample_trains_on_the_kd_term_alone():
+    """A distillation batch with an unlabelled sample (label -1) gives no index error; its loss
+    is the KD term alone, and with alpha_gt = 0 the label term is not computed at all."""
+    g = torch.Generator().manual_seed(3)
+    student = {"verb": torch.randn(2, 3, generator=g), "noun": torch.randn(2, 4, generator=g)}
+    teacher = {"verb": torch.randn(2, 3, generator=g), "noun": torch.randn(2, 4, generator=g)}
+    labels = {"verb": torch.tensor([1, -1]), "noun": torch.tensor([2, -1])}
+    loss, parts = distill_loss(student, teacher, labels, alpha_gt=0.0)
+    assert loss.item() == pytest.approx(kd_loss(student, teacher).item(), abs=1e-6) and set(parts) == {"kd"}
+    loss, parts = distill_loss(student, teacher, labels, alpha_gt=1.0)
+    gt = (F.cross_entropy(student["verb"][:1], labels["verb"][:1]) + F.cross_entropy(student["noun"][:1], labels["noun"][:1])) / 2
+    assert parts["gt"].item() == pytest.approx(gt.item(), abs=1e-6)
+    assert loss.item() == pytest.approx((kd_loss(student, teacher) + gt).item(), abs=1e-6)
+    # a batch of unlabelled samples only (collate writes no label entry): the KD term alone
+    loss, parts = distill_loss(student, teacher, {}, alpha_gt=1.0)
+    assert loss.item() == pytest.approx(kd_loss(student, teacher).item(), abs=1e-6) and parts["gt"].item() == 0.0

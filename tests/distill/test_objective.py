@@ -45,3 +45,12 @@ def test_independent_views_feed_the_teachers_their_own_inputs():
     student_rgb, teacher_rgb = torch.zeros(1, 1, 2), torch.ones(1, 1, 2)
     obj({"action": torch.zeros(1, 2)}, {"rgb": student_rgb, "teacher:rgb": teacher_rgb, "labels": {"action": torch.tensor([0])}})
     assert seen["rgb"] is teacher_rgb
+
+
+def test_cached_batch_with_an_unlabelled_sample():
+    g = torch.Generator().manual_seed(1)
+    student = {"verb": torch.randn(2, 3, generator=g)}
+    teacher = {"verb": torch.randn(2, 3, generator=g)}
+    batch = {"teacher_logits": teacher, "labels": {"verb": torch.tensor([0, -1])}}
+    loss, parts = DistillObjective(None)(student, batch)  # alpha_gt = 0: no label term, no index error
+    assert torch.allclose(loss, kd_loss(student, teacher)) and set(parts) == {"kd"}
