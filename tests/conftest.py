@@ -36,6 +36,19 @@ def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def synth_unlabelled_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return the tiny dataset plus 3 unlabelled videos (`egodistill synth --tiny --unlabelled 3`:
+    the same labelled videos, and `data.files.unlabelled`); built once per session, ~2 s."""
+    import dataclasses
+
+    from egodistill.data.synth import SynthConfig, generate
+
+    root = tmp_path_factory.mktemp("synth_unlabelled") / "tiny"
+    generate(root, dataclasses.replace(SynthConfig.tiny(seed=0), num_unlabelled=3), workers=1, progress=False)
+    return root
+
+
 @pytest.fixture
 def synth_config(synth_root: Path) -> Config:
     """Return a fresh default `Config` whose data section is the tiny dataset's data.yaml."""

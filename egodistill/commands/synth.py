@@ -36,6 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--videos", type=int, help="number of videos")
     p.add_argument("--participants", type=int, help="number of participants (the last is unseen, validation only)")
+    p.add_argument("--unlabelled", type=int, metavar="N",
+                   help="N more videos of the seen participants whose segments are written without labels "
+                        "(annotations/EPIC_100_unlabelled.csv, data.files.unlabelled), for distill.unlabelled")
     p.add_argument("--segments", type=int, help="action segments per video")
     p.add_argument("--frames", type=int, help="mean frames per segment")
     p.add_argument("--size", type=_size, help="frame size HxW, e.g. 64x64")
@@ -60,7 +63,7 @@ def build_config(args: argparse.Namespace):
     flags = {
         "seed": args.seed, "num_videos": args.videos, "num_participants": args.participants,
         "segments_per_video": args.segments, "frames_per_segment": args.frames, "num_verbs": args.verbs,
-        "num_nouns": args.nouns,
+        "num_nouns": args.nouns, "num_unlabelled": args.unlabelled,
     }
     for key, value in flags.items():
         if value is not None:
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         summary = generate(args.out, cfg, workers=args.workers, progress=not args.quiet, overwrite=args.force)
     except FileExistsError as e:  # a user error: the CLI prints ValueErrors as one line
         raise ValueError(str(e)) from None
-    short = {k: summary[k] for k in ("videos", "frames", "segments", "train_segments", "validation_segments")}
+    keys = ("videos", "frames", "segments", "train_segments", "validation_segments", "unlabelled_segments")
+    short = {k: summary[k] for k in keys if summary.get(k) or not k.startswith("unlabelled")}
     print(f"synth: wrote {Path(args.out).resolve()} {json.dumps(short)} in {summary['seconds']['total_s']:.1f} s")
     print(f"synth: use it with: egodistill train <config> and the data section of {Path(args.out) / 'data.yaml'}")
     return 0

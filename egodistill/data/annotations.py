@@ -5,7 +5,8 @@ Each reader turns a dataset's annotation files into one record type, `Sample`, p
 name from `READERS`; `build_reader(cfg)` reads `cfg.data.reader` and `cfg.data.files`.
 
     reader = build_reader(cfg)
-    reader.splits()            -> ["train", "validation", "test"]  (those whose file is given)
+    reader.splits()            -> ["train", "validation", "test"]  (those whose file is given; EPIC
+                                  also reads an `unlabelled` split without label columns)
     reader.samples("train")    -> list[Sample], in file order
     reader.info()              -> DatasetInfo
 
@@ -217,6 +218,10 @@ class Epic100Reader(AnnotationReader):
     """
 
     name = "epic100"
+    # `unlabelled`: segments nobody labelled (EPIC's test-timestamps columns), e.g. for
+    # distillation on unlabelled clips (distill.unlabelled.split); read like `test`.
+    split_keys = ("train", "validation", "test", "unlabelled")
+    unlabelled_splits = ("test", "unlabelled")
     other_keys = (
         "verb_classes", "noun_classes", "tail_verbs", "tail_nouns", "unseen_participants", "video_info",
     )
@@ -228,8 +233,8 @@ class Epic100Reader(AnnotationReader):
 
     def _read_split(self, split: str) -> list[Sample]:
         path = self.files[split]
-        # The test timestamps have no labels; train and validation must.
-        required = self.segment_columns + (() if split == "test" else self.label_columns)
+        # The test timestamps (and other unlabelled splits) have no labels; train and validation must.
+        required = self.segment_columns + (() if split in self.unlabelled_splits else self.label_columns)
         header, rows = read_csv(path, required)
         labelled = all(c in header for c in self.label_columns)
         has_narration = "narration" in header

@@ -52,6 +52,10 @@ EPIC_HEADER = [
     "stop_timestamp", "start_frame", "stop_frame", "narration", "verb", "verb_class", "noun",
     "noun_class", "all_nouns", "all_noun_classes",
 ]
+# The columns of EPIC's test timestamps, which the unlabelled segments are written with.
+EPIC_UNLABELLED_HEADER = [
+    "narration_id", "participant_id", "video_id", "start_timestamp", "stop_timestamp", "start_frame", "stop_frame",
+]
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,10 @@ class SynthConfig:
     # --- sizes and counts
     num_videos: int = 48
     num_participants: int = 6  # P01..Pk; the last one appears only in validation (unseen)
+    # Extra videos of the seen participants whose segments are written without labels
+    # (annotations/EPIC_100_unlabelled.csv, file key `unlabelled`), for distillation on unlabelled
+    # clips. The labelled videos are the same whatever this number.
+    num_unlabelled: int = 0
     val_fraction: float = 0.25  # of the seen participants' videos, for validation
     segments_per_video: int = 10
     frames_per_segment: int = 20  # mean; each segment's length varies by +-segment_jitter
@@ -169,6 +177,7 @@ class SynthConfig:
             ("num_videos", self.num_videos >= 2, ">= 2"),
             ("num_participants", 2 <= self.num_participants <= 99, "2..99"),
             ("num_videos", self.num_videos >= self.num_participants, f">= num_participants ({self.num_participants})"),
+            ("num_unlabelled", self.num_unlabelled >= 0, ">= 0"),
             ("segments_per_video", self.segments_per_video >= 1, ">= 1"),
             ("frames_per_segment", self.frames_per_segment >= 4, ">= 4"),
             ("segment_jitter", 0 <= self.segment_jitter < 1, "in [0, 1)"),
@@ -223,7 +232,7 @@ class VideoPlan:
     participant: str
     index: int  # participant index (0-based): selects the kitchen
     video_index: int  # global index: seeds the renderer
-    split: str  # "train" | "validation"
+    split: str  # "train" | "validation" | "unlabelled"
     num_frames: int
     segments: list[SegmentPlan] = field(default_factory=list)
 
@@ -238,7 +247,9 @@ def plan_dataset(cfg: SynthConfig) -> list[VideoPlan]:
 
     Participant P{k} (the last) is unseen: all its videos are in validation. Of the other
     participants' videos, about `val_fraction` (at least one) go to validation, the rest to
-    train. Deterministic in `cfg.seed`.
+    train. Then `num_unlabelled` more videos of the seen participants (split "unlabelled",
+    planned from their own generator, so the labelled videos do not depend on them; their
+    segments' verbs and nouns are rendered but never written). Deterministic in `cfg.seed`.
     """
     cfg.validate()
     rng = np.random.default_rng([cfg.seed, 1])
@@ -249,30 +260,39 @@ def plan_dataset(cfg: SynthConfig) -> list[VideoPlan]:
     owners = [i % (k - 1) for i in range(seen_videos)] + [k - 1] * unseen_videos
     n_val = min(seen_videos - 1, max(1, round(seen_videos * cfg.val_fraction)))
     val_set = set(rng.choice(seen_videos, size=n_val, replace=False).tolist())
-    verb_p = _class_probs(cfg.num_verbs, cfg.class_imbalance)
-    noun_p = _class_probs(cfg.num_nouns, cfg.class_imbalance)
     counters = [0] * k
     videos = []
     for v, owner in enumerate(owners):
-        counters[owner] += 1
-        pid = f"P{owner + 1:02d}"
-        vid = f"{pid}_{counters[owner]:02d}"
         split = "validation" if owner == k - 1 or v in val_set else "train"
-        frame = 1 + int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
-        segments = []
-        for i in range(cfg.segments_per_video):
-            lo = max(4, round(cfg.frames_per_segment * (1 - cfg.segment_jitter)))
-            hi = max(lo, round(cfg.frames_per_segment * (1 + cfg.segment_jitter)))
-            length = int(rng.integers(lo, hi + 1))
-            verb = int(rng.choice(cfg.num_verbs, p=verb_p))
-            noun = int(rng.choice(cfg.num_nouns, p=noun_p))
-            label_verb = verb
-            if split == "train" and rng.random() < cfg.label_noise:
-                label_verb = int((verb + rng.integers(1, cfg.num_verbs)) % cfg.num_verbs)
-            segments.append(SegmentPlan(f"{vid}_{i}", frame, frame + length - 1, verb, noun, label_verb))
-            frame += length + int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
-        videos.append(VideoPlan(vid, pid, owner, v, split, frame - 1, segments))
+        videos.append(_plan_video(cfg, rng, owner, v, split, counters))
+    unlabelled_rng = np.random.default_rng([cfg.seed, 2])
+    for j in range(cfg.num_unlabelled):
+        videos.append(_plan_video(cfg, unlabelled_rng, j % (k - 1), cfg.num_videos + j, "unlabelled", counters))
     return videos
+
+
+def _plan_video(cfg: SynthConfig, rng: np.random.Generator, owner: int, index: int, split: str,
+                counters: list[int]) -> VideoPlan:
+    """Return the plan of video `index` of participant `owner` (counts its videos in `counters`)."""
+    verb_p = _class_probs(cfg.num_verbs, cfg.class_imbalance)
+    noun_p = _class_probs(cfg.num_nouns, cfg.class_imbalance)
+    counters[owner] += 1
+    pid = f"P{owner + 1:02d}"
+    vid = f"{pid}_{counters[owner]:02d}"
+    frame = 1 + int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
+    segments = []
+    for i in range(cfg.segments_per_video):
+        lo = max(4, round(cfg.frames_per_segment * (1 - cfg.segment_jitter)))
+        hi = max(lo, round(cfg.frames_per_segment * (1 + cfg.segment_jitter)))
+        length = int(rng.integers(lo, hi + 1))
+        verb = int(rng.choice(cfg.num_verbs, p=verb_p))
+        noun = int(rng.choice(cfg.num_nouns, p=noun_p))
+        label_verb = verb
+        if split == "train" and rng.random() < cfg.label_noise:
+            label_verb = int((verb + rng.integers(1, cfg.num_verbs)) % cfg.num_verbs)
+        segments.append(SegmentPlan(f"{vid}_{i}", frame, frame + length - 1, verb, noun, label_verb))
+        frame += length + int(rng.integers(cfg.gap_frames[0], cfg.gap_frames[1] + 1))
+    return VideoPlan(vid, pid, owner, index, split, frame - 1, segments)
 
 
 # --------------------------------------------------------------------------------------------
@@ -818,13 +838,17 @@ def write_annotations(out: Path, cfg: SynthConfig, videos: list[VideoPlan]) -> d
     """Write the EPIC-100 annotation files under `out/annotations`; return counts per split."""
     ann = out / "annotations"
     ann.mkdir(parents=True, exist_ok=True)
-    rows: dict[str, list[list[Any]]] = {"train": [], "validation": []}
+    rows: dict[str, list[list[Any]]] = {"train": [], "validation": [], "unlabelled": []}
     verb_counts = np.zeros(cfg.num_verbs, np.int64)
     noun_counts = np.zeros(cfg.num_nouns, np.int64)
     for v in videos:
         for s in v.segments:
             verb_key, nkey = VERB_POOL[s.label_verb].key, noun_key(s.noun)
             start_t = (s.start_frame - 1) / cfg.fps
+            if v.split == "unlabelled":  # as EPIC's test timestamps: no narration, no labels
+                rows["unlabelled"].append([s.narration_id, v.participant, v.video_id, _timestamp(start_t),
+                                           _timestamp((s.stop_frame - 1) / cfg.fps), s.start_frame, s.stop_frame])
+                continue
             rows[v.split].append([
                 s.narration_id, v.participant, v.video_id, _timestamp(start_t + 0.1, 3), _timestamp(start_t),
                 _timestamp((s.stop_frame - 1) / cfg.fps), s.start_frame, s.stop_frame, f"{verb_key} {nkey}",
@@ -835,6 +859,8 @@ def write_annotations(out: Path, cfg: SynthConfig, videos: list[VideoPlan]) -> d
                 noun_counts[s.noun] += 1
     _write_csv(ann / "EPIC_100_train.csv", EPIC_HEADER, rows["train"])
     _write_csv(ann / "EPIC_100_validation.csv", EPIC_HEADER, rows["validation"])
+    if cfg.num_unlabelled:
+        _write_csv(ann / "EPIC_100_unlabelled.csv", EPIC_UNLABELLED_HEADER, rows["unlabelled"])
     cls_header = ["id", "key", "instances", "category"]
     _write_csv(ann / "EPIC_100_verb_classes.csv", cls_header, [
         [i, VERB_POOL[i].key, str(list(VERB_POOL[i].instances)), VERB_POOL[i].category] for i in range(cfg.num_verbs)
@@ -853,6 +879,8 @@ def write_annotations(out: Path, cfg: SynthConfig, videos: list[VideoPlan]) -> d
         "train_segments": len(rows["train"]), "validation_segments": len(rows["validation"]),
         "train_videos": sum(v.split == "train" for v in videos),
         "validation_videos": sum(v.split == "validation" for v in videos),
+        "unlabelled_segments": len(rows["unlabelled"]),
+        "unlabelled_videos": sum(v.split == "unlabelled" for v in videos),
         "tail_verbs": tail_v, "tail_nouns": tail_n, "unseen_participants": unseen,
         "train_verb_counts": verb_counts.tolist(), "train_noun_counts": noun_counts.tolist(),
     }
@@ -867,6 +895,8 @@ ANNOTATION_FILES = {
     "tail_nouns": "annotations/EPIC_100_tail_nouns.csv",
     "unseen_participants": "annotations/EPIC_100_unseen_participant_ids_validation.csv",
 }
+#: written when SynthConfig.num_unlabelled > 0: segments without labels (EPIC test-timestamps columns)
+UNLABELLED_FILE = "annotations/EPIC_100_unlabelled.csv"
 STORE_FILES = {"rgb": "rgb.h5", "flow": "flow.h5", "audio": "audio.h5", "layout": "layout.h5"}
 
 
@@ -892,9 +922,11 @@ def _render_to_disk(job: tuple[SynthConfig, VideoPlan, Path, Path]) -> tuple[str
     return plan.video_id, dets
 
 
-def data_config(root: Path) -> dict[str, Any]:
-    """Return the config fragment that points a run at a synthetic dataset in `root`."""
-    return {"data": {"reader": "epic100", "root": str(Path(root).resolve()), "files": dict(ANNOTATION_FILES),
+def data_config(root: Path, *, unlabelled: bool = False) -> dict[str, Any]:
+    """Return the config fragment that points a run at a synthetic dataset in `root` (with the
+    `unlabelled` split's file when the dataset has unlabelled videos)."""
+    files = dict(ANNOTATION_FILES, **({"unlabelled": UNLABELLED_FILE} if unlabelled else {}))
+    return {"data": {"reader": "epic100", "root": str(Path(root).resolve()), "files": files,
                      "stores": dict(STORE_FILES)}}
 
 
@@ -973,7 +1005,7 @@ def generate(out: Path, cfg: SynthConfig, *, workers: int = 1, progress: bool = 
         "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
     for name, payload in (("synth.json", json.dumps(summary, indent=1)),
-                          ("data.yaml", yaml.safe_dump(data_config(out), sort_keys=False))):
+                          ("data.yaml", yaml.safe_dump(data_config(out, unlabelled=cfg.num_unlabelled > 0), sort_keys=False))):
         path = tmp / name
         path.with_name(name + ".tmp").write_text(payload)
         os.replace(path.with_name(name + ".tmp"), path)

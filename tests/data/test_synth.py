@@ -392,3 +392,61 @@ def test_cli_build_is_deterministic_and_atomic(synth_root, tmp_path, capsys):
     assert str(out) in capsys.readouterr().err
     assert cli.main(["synth", str(tmp_path / "x"), "--tiny", "--set", "noise_sdt=3"]) == 1
     assert "noise_sdt" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# Unlabelled videos (`synth --unlabelled N`)
+# --------------------------------------------------------------------------------------------
+
+
+def test_unlabelled_videos_leave_the_labelled_ones_unchanged():
+    cfg = SynthConfig(seed=2, num_videos=12, num_participants=4)
+    labelled = plan_dataset(cfg)
+    videos = plan_dataset(SynthConfig(seed=2, num_videos=12, num_participants=4, num_unlabelled=5))
+    assert videos[:len(labelled)] == labelled
+    extra = videos[len(labelled):]
+    assert [v.split for v in extra] == ["unlabelled"] * 5
+    assert {v.participant for v in extra} <= {"P01", "P02", "P03"}  # seen participants only
+    assert len({v.video_id for v in videos}) == len(videos)
+    assert [v.video_index for v in extra] == list(range(12, 17))  # their own renderer seeds
+    with pytest.raises(ValueError, match="num_unlabelled"):
+        SynthConfig(num_unlabelled=-1).validate()
+
+
+def test_unlabelled_split_is_written_without_labels(synth_root, synth_unlabelled_root, tmp_path):
+    from egodistill.config import config_from_dict
+    from egodistill.data.stores import RGBStore
+
+    root = synth_unlabelled_root
+    data = yaml.safe_load((root / "data.yaml").read_text())
+    assert data["data"]["files"]["unlabelled"] == "annotations/EPIC_100_unlabelled.csv"
+    with open(root / "annotations" / "EPIC_100_unlabelled.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert "verb_class" not in header and "noun_class" not in header and "narration" not in header
+    # the labelled annotations are those of the dataset without unlabelled videos
+    for name in ("EPIC_100_train.csv", "EPIC_100_validation.csv", "EPIC_100_verb_classes.csv"):
+        assert (root / "annotations" / name).read_bytes() == (synth_root / "annotations" / name).read_bytes()
+    reader = build_reader(config_from_dict(data))
+    assert reader.splits() == ["train", "validation", "unlabelled"]
+    unlabelled = reader.samples("unlabelled")
+    assert len(unlabelled) == 3 * SynthConfig.tiny().segments_per_video
+    assert all(s.labels == {} for s in unlabelled)
+    labelled_videos = {s.video_id for split in ("train", "validation") for s in reader.samples(split)}
+    assert {s.video_id for s in unlabelled}.isdisjoint(labelled_videos)
+    assert {s.participant for s in unlabelled}.isdisjoint(reader.info().unseen_participants)  # seen ones
+    rgb = RGBStore(root / "rgb.h5")
+    for s in unlabelled:  # rendered and packed like every other video
+        assert s.stop_frame <= rgb.first_frame(s.video_id) + rgb.num_frames(s.video_id) - 1
+    summary = __import__("json").loads((root / "synth.json").read_text())
+    assert summary["unlabelled_videos"] == 3 and summary["unlabelled_segments"] == len(unlabelled)
+
+
+def test_cli_unlabelled_flag(tmp_path):
+    import argparse
+
+    from egodistill.commands.synth import build_config, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["synth", str(tmp_path / "x"), "--tiny", "--unlabelled", "4"])
+    assert build_config(args).num_unlabelled == 4
