@@ -1,4 +1,5 @@
-"""Teacher-logit cache: K pre-drawn views per training sample with the ensemble's logits (DESIGN.md).
+"""Teacher-logit cache: K pre-drawn views per training sample with the ensemble's logits
+(docs/distillation.md, "Teacher-logit cache").
 
 File layout (HDF5):
 
