@@ -172,6 +172,20 @@ class CacheConfig:
 
 
 @dataclass
+class UnlabelledConfig:
+    """Samples nobody labelled that the student distils from too (their loss is the KD term
+    alone): an annotation split read without labels, and/or fixed-length windows of videos."""
+
+    split: str = ""  # a split of the reader read without labels (a data.files key: test, unlabelled)
+    videos: list[str] = field(default_factory=list)  # every `window`-frame window of these videos (rgb store)
+    window: int = 0  # frames per window (with `videos`)
+    hop: int = 0  # frames between window starts; 0 = `window` (windows side by side)
+    # unlabelled samples per labelled sample in each epoch (cycling through all of them over
+    # the epochs); 0 = every unlabelled sample in every epoch
+    ratio: float = 0.0
+
+
+@dataclass
 class DistillConfig:
     teachers: list[str] = field(default_factory=list)  # run folders of trained teachers
     weighting: Literal["uniform", "per-sample", "dataset"] = "dataset"
@@ -181,6 +195,7 @@ class DistillConfig:
     alpha_gt: float = 0.0
     consistent: bool = True  # teachers and student see the same view
     cache: CacheConfig = field(default_factory=CacheConfig)
+    unlabelled: UnlabelledConfig = field(default_factory=UnlabelledConfig)
 
 
 @dataclass
@@ -450,7 +465,8 @@ def check_values(cfg: Config) -> None:
          "train.eval_every train.log_every", lambda v: v >= 1, ">= 1")
     need("data.color_jitter data.audio.time_mask data.audio.freq_mask optim.weight_decay optim.warmup_epochs "
          "optim.grad_clip train.seed train.workers train.max_steps train.checkpoint_every train.head_weights "
-         "distill.alpha_kd distill.alpha_gt distill.cache.views", lambda v: v >= 0, ">= 0")
+         "distill.alpha_kd distill.alpha_gt distill.cache.views distill.unlabelled.window distill.unlabelled.hop "
+         "distill.unlabelled.ratio", lambda v: v >= 0, ">= 0")
     need("optim.lr data.audio.segment_seconds data.audio.std distill.tau distill.temperature data.scale_range",
          lambda v: v > 0, "> 0")
     need("data.heldout_fraction data.audio.time_stretch model.drop_path optim.betas", lambda v: 0 <= v < 1,
@@ -463,6 +479,10 @@ def check_values(cfg: Config) -> None:
         fail("optim.betas", "two numbers [beta1, beta2]", cfg.optim.betas)
     if cfg.data.audio.win_length > cfg.data.audio.n_fft:
         fail("data.audio.win_length", f"<= data.audio.n_fft ({cfg.data.audio.n_fft})", cfg.data.audio.win_length)
+    unlabelled = cfg.distill.unlabelled
+    if unlabelled.videos and unlabelled.window < 1:
+        fail("distill.unlabelled.window", ">= 1 (frames per window) when distill.unlabelled.videos is given",
+             unlabelled.window)
     step, frames = cfg.model.frame_step, cfg.data.num_frames
     if step > 1 and step >= frames:
         raise ConfigError(f"config key 'model.frame_step' must be 1 or smaller than data.num_frames ({frames}), "

@@ -91,7 +91,9 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
 
     Writes to `cfg.run_dir`: the trainer's files, `heldout.json` (the teachers' held-out split),
     `dataset_weights.json` (weighting `dataset`) and, with `distill.cache.views > 0`, the
-    teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set). The run folder is
+    teacher cache (`teacher_cache.h5` unless `distill.cache.path` is set). With
+    `distill.unlabelled`, the student also trains on unlabelled samples (KD term alone; the
+    cache covers them; see `egodistill.distill.unlabelled`). The run folder is
     changed only once teachers, annotations and stores are checked; a start that fails before
     anything is saved leaves no run folder behind.
     """
@@ -115,6 +117,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     from egodistill.distill.ensemble import EnsembleTeacher
     from egodistill.distill.loss import active_heads
     from egodistill.distill.objective import DistillObjective
+    from egodistill.distill.unlabelled import mix
     from egodistill.distill.teachers import (
         DATASET_WEIGHTS_FILE,
         check_heads,
@@ -151,7 +154,11 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     samples = reader.samples(cfg.data.train_split)
     train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
                                                   source=str(Path(teachers[0].run_dir) / "heldout.json"))
-    MultimodalDataset(cfg, [], modalities, train=True)  # every store is there, before the folder changes
+    unlabelled = _unlabelled(cfg, reader, train_samples, heldout_samples)
+    # the student's training samples: the labelled ones first, then the unlabelled ones
+    student_samples = train_samples + unlabelled
+    # every store is there and holds the unlabelled samples' videos, before the folder changes
+    MultimodalDataset(cfg, unlabelled, modalities, train=True)
     started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
@@ -164,13 +171,15 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     # Dataset-level weights: once, on samples none of the teachers trained on.
     weights = None
     weights_record = None
-    if dcfg.weighting == "dataset":
+    # per-sample weighting needs a label: unlabelled samples fall back to the dataset weights
+    if dcfg.weighting == "dataset" or (dcfg.weighting == "per-sample" and unlabelled):
         path = run_dir / DATASET_WEIGHTS_FILE
         if resume and path.is_file():
             weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers])
         else:
             if not heldout_samples:
-                raise ValueError("distill.weighting=dataset needs held-out samples, but the teachers' heldout.json is empty")
+                raise ValueError(f"distill.weighting={dcfg.weighting}{' with unlabelled samples' if unlabelled else ''} "
+                                 f"needs held-out samples, but the teachers' heldout.json is empty")
             held = MultimodalDataset(cfg, heldout_samples, teacher_modalities, train=False)
             loader = _loader(held, cfg, cfg.train.eval_batch_size)
             weights_record = compute_dataset_weights(teachers, loader, heads, dcfg.tau, device, progress)
@@ -186,7 +195,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     if dcfg.cache.views > 0:
         cache_path = Path(dcfg.cache.path) if dcfg.cache.path else run_dir / "teacher_cache.h5"
         fp = cache_fingerprint(cfg, teachers, {h: [float(x) for x in w] for h, w in weights.items()} if weights else None,
-                               [s.id for s in train_samples])
+                               [s.id for s in student_samples])
         # several processes: the main one builds, the others wait and read
         cache = TeacherCache(cache_path) if cache_path.is_file() else None
         if cache is not None and cache.matches(fp):
@@ -195,10 +204,10 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
         elif state.is_main_process:
             if cache is not None:
                 print(f"teacher cache: {cache_path} was made from other teachers, weights or data; rebuilding")
-            print(f"teacher cache: running the teachers once on {len(train_samples)} samples x {dcfg.cache.views} views "
+            print(f"teacher cache: running the teachers once on {len(student_samples)} samples x {dcfg.cache.views} views "
                   f"-> {cache_path}")
             t0 = time.perf_counter()
-            base = MultimodalDataset(cfg, train_samples, teacher_modalities, train=True)
+            base = MultimodalDataset(cfg, student_samples, teacher_modalities, train=True)
             cache = build_cache(cache_path, base, ensemble, dcfg.cache.views, fp, {h: student_heads[h] for h in heads},
                                 seed=cfg.train.seed, batch_size=cfg.train.eval_batch_size, workers=cfg.train.workers,
                                 device=device, progress=progress)
@@ -207,19 +216,20 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
         state.wait_for_everyone()
         if not state.is_main_process:
             cache = TeacherCache(cache_path)
-        train_set = CachedViewsDataset(cfg, train_samples, student_modality, cache)
+        train_set = CachedViewsDataset(cfg, student_samples, student_modality, cache)
         # The teachers never run again: free them.
         objective = DistillObjective(None, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
                                      alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
         del ensemble, teachers
     else:
         if dcfg.consistent:
-            train_set = MultimodalDataset(cfg, train_samples, modalities, train=True)
+            train_set = MultimodalDataset(cfg, student_samples, modalities, train=True)
         else:
-            train_set = IndependentViewsDataset(cfg, train_samples, teacher_modalities, student_modality, train=True)
+            train_set = IndependentViewsDataset(cfg, student_samples, teacher_modalities, student_modality, train=True)
         objective = DistillObjective(ensemble, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
                                      alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
 
+    train_set = mix(train_set, len(train_samples), dcfg.unlabelled.ratio, cfg.train.seed)
     heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
     seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
     model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
@@ -227,6 +237,30 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     summary = dict(summary or {})
     summary.update(cache_info)
     return summary
+
+
+def _unlabelled(cfg: Config, reader, train_samples, heldout_samples) -> list:
+    """Return the unlabelled samples of `distill.unlabelled` that the student trains on: those of
+    held-out videos are left out (the held-out split selects the student and weighs the
+    teachers), ids must not repeat; prints what is used."""
+    from egodistill.distill.unlabelled import check_ids, drop_videos, unlabelled_samples
+
+    u = cfg.distill.unlabelled
+    samples = unlabelled_samples(cfg, reader)
+    if not samples:
+        if u.split or u.videos:
+            raise ValueError(f"distill.unlabelled names no samples (split {u.split!r}: empty, videos {u.videos})")
+        return []
+    samples, dropped = drop_videos(samples, {s.video_id for s in heldout_samples})
+    if not samples:
+        raise ValueError("distill.unlabelled: every unlabelled sample is from a held-out video (heldout.json), and "
+                         "held-out videos are only for selecting the student and weighing the teachers")
+    check_ids(train_samples, samples, "distill.unlabelled")
+    per_epoch = len(samples) if u.ratio <= 0 else max(1, round(u.ratio * len(train_samples)))
+    print(f"distill: {len(samples)} unlabelled samples from {len({s.video_id for s in samples})} videos"
+          f"{f' ({dropped} of held-out videos left out)' if dropped else ''}; each epoch: {len(train_samples)} "
+          f"labelled + {per_epoch} unlabelled (KD term alone)")
+    return samples
 
 
 def _loader(dataset, cfg: Config, batch_size: int):

@@ -117,3 +117,56 @@ def test_class_count_mismatch_fails_at_start(synth_config, teachers):
     with pytest.raises(ValueError, match=r"head 'verb': teacher .*rgb has 4 classes, the student has 5"):
         run_distill(cfg, progress=False)
     assert not (runs / "bad").exists()
+
+
+def unlabelled_cfg(synth_unlabelled_root, runs: Path, name: str, teacher_dirs: list[str], **distill) -> Config:
+    """The student's config on the tiny dataset with unlabelled videos (its labelled videos are
+    the teachers' ones)."""
+    from egodistill.config import config_from_dict
+    import yaml
+
+    base = config_from_dict(yaml.safe_load(open(synth_unlabelled_root / "data.yaml")))
+    cfg = tiny(base, runs / name, "rgb")
+    cfg.distill = dataclasses.replace(cfg.distill, teachers=teacher_dirs, **distill)
+    return cfg
+
+
+def test_unlabelled_clips_cached_per_sample_weights_and_a_ratio(synth_unlabelled_root, teachers):
+    from egodistill.data.annotations import build_reader
+
+    runs, dirs = teachers
+    cfg = unlabelled_cfg(synth_unlabelled_root, runs, "unlabelled", dirs, weighting="per-sample", alpha_gt=1.0)
+    cfg.distill.cache = dataclasses.replace(cfg.distill.cache, views=2)
+    cfg.distill.unlabelled = dataclasses.replace(cfg.distill.unlabelled, split="unlabelled", ratio=1.0)
+    summary = run_distill(cfg, progress=False)
+    run = runs / "unlabelled"
+    assert summary["epoch"] == 1
+    reader = build_reader(cfg)
+    heldout = json.loads((run / "heldout.json").read_text())
+    assert heldout["ids"] == json.loads((runs / "rgb" / "heldout.json").read_text())["ids"]  # labelled only
+    train_ids = [s.id for s in reader.samples("train") if s.id not in set(heldout["ids"])]
+    # the cache covers the labelled training samples, then the unlabelled ones
+    assert TeacherCache(run / "teacher_cache.h5").ids == train_ids + [s.id for s in reader.samples("unlabelled")]
+    # per-sample weighting falls back to the dataset weights on unlabelled samples: computed, recorded
+    assert (run / "dataset_weights.json").is_file()
+    log = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss/kd" in r and "loss/gt" in r for r in log)
+
+
+@pytest.mark.slow  # ~10 s: online teachers on every batch
+def test_unlabelled_windows_online_with_the_label_loss(synth_unlabelled_root, teachers, capsys):
+    """Online distillation (no cache) on labelled samples + windows of an unlabelled video and of
+    a held-out video (left out): batches mixing labelled and unlabelled samples train with a_gt 1."""
+    from egodistill.data.annotations import build_reader
+
+    runs, dirs = teachers
+    cfg = unlabelled_cfg(synth_unlabelled_root, runs, "windows", dirs, weighting="uniform", alpha_gt=1.0)
+    held_video = json.loads((runs / "rgb" / "heldout.json").read_text())["videos"][0]
+    video = build_reader(cfg).samples("unlabelled")[0].video_id
+    cfg.distill.unlabelled = dataclasses.replace(cfg.distill.unlabelled, videos=[video, held_video], window=8, hop=6)
+    assert run_distill(cfg, progress=False)["epoch"] == 1
+    out = capsys.readouterr().out
+    assert "unlabelled samples from 1 videos" in out and "of held-out videos left out" in out
+    cfg.distill.unlabelled = dataclasses.replace(cfg.distill.unlabelled, videos=["P77_01"])
+    with pytest.raises(KeyError, match="video 'P77_01' is not in the rgb store"):
+        run_distill(cfg, overwrite=True, progress=False)
