@@ -3,77 +3,155 @@
 The views are the data package's (`test_views`, `crop_resize`, `normalize_frames`), so a file is
 seen exactly as an evaluation sample of the run's RGB store would be: K clips x C crops over the
 whole video, logits averaged over the views. Frames are sampled at the file's own frame rate.
+
+A `Predictor` (the run's PyTorch model, `TorchPredictor`, or an exported file,
+`engine.export.OnnxPredictor`) maps such views to logits; its `ClipSpec` says how to sample and
+size them. Long recordings are predicted window by window in bounded memory by
+`engine.timeline`.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import av
-import cv2
 import numpy as np
 import torch
 from torch import Tensor
 
-from egodistill.config import Config
+from egodistill.config import Config, DataConfig
 from egodistill.data.records import DatasetInfo
-from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, crop_resize, normalize_frames, test_views
+from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, crop_resize, normalize_uint8, test_views
 from egodistill.engine.inputs import average_views, model_input
 from egodistill.engine.metrics import epic_action_scores, stable_topk
+from egodistill.engine.stream import VideoReader
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """Everything needed to turn video frames into a model's input and its logits into names.
+
+    `data`: the test-view sampling (`sampler`, `num_frames`, `stride`, `size`, `test_clips`,
+    `test_crops`); `frame_step`: the model reads every `frame_step`-th frame of a view; `mean`,
+    `std`: per-channel normalisation of RGB values in [0, 1]; `info`: class names per head.
+    """
+
+    data: DataConfig
+    frame_step: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    info: DatasetInfo
+
+    @classmethod
+    def from_run(cls, cfg: Config, info: DatasetInfo) -> "ClipSpec":
+        """Return the spec of an RGB run (its config's test views, ImageNet normalisation)."""
+        if cfg.model.modality != "rgb":
+            raise ValueError(f"predict reads RGB video files, but this run's model reads '{cfg.model.modality}'")
+        return cls(cfg.data, int(cfg.model.frame_step), IMAGENET_MEAN, IMAGENET_STD, info)
+
+    @property
+    def input_frames(self) -> int:
+        """Frames the model itself reads: `len(range(0, num_frames, frame_step))`."""
+        return len(range(0, self.data.num_frames, self.frame_step))
+
+
+class Predictor(Protocol):
+    """Clips in, view-averaged logits out: `predictor(clips uint8 [B, V, T, 3, S, S])` ->
+    {head: float32 Tensor [B, classes]} on the CPU; `predictor.spec` is its `ClipSpec`."""
+
+    spec: ClipSpec
+
+    def __call__(self, clips: Tensor) -> dict[str, Tensor]: ...
+
+
+class TorchPredictor:
+    """A run's PyTorch model as a `Predictor` on `device`."""
+
+    def __init__(self, cfg: Config, model: torch.nn.Module, info: DatasetInfo, device: str | torch.device = "cpu"):
+        self.spec = ClipSpec.from_run(cfg, info)
+        self.model_cfg = cfg.model
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, clips: Tensor) -> dict[str, Tensor]:
+        logits = self.model(model_input({"rgb": clips.to(self.device)}, self.model_cfg))
+        return {h: z.cpu() for h, z in average_views(logits, clips.shape[0]).items()}
+
+
+def resolve_device(name: str) -> torch.device:
+    """Return the device `--device` names: auto (CUDA when available), cpu, cuda, cuda:N."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: no CUDA device is available here; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+    return device
+
+
+def load_predictor(*, run: str | os.PathLike | None = None, model: str | os.PathLike | None = None,
+                   device: str = "auto", weights: str = "best") -> Predictor:
+    """Return the `Predictor` of a run folder (PyTorch; `weights` best or last) or of an exported
+    file (`model`, with its sidecar; ONNX runs in ONNX Runtime) on `device`."""
+    dev = resolve_device(device)
+    if model is not None:
+        from egodistill.engine.export import load_exported
+
+        return load_exported(model, str(dev))
+    from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
+
+    cfg, net, info = load_run(run, weights=Path(run) / LAST_DIR / WEIGHTS_FILE if weights == "last" else None)
+    return TorchPredictor(cfg, net, info, dev)
 
 
 def decode_frames(path: str | os.PathLike, short_side: int = 256) -> tuple[list[np.ndarray], float]:
     """Return (RGB uint8 frames [H, W, 3], frames per second) of a video file's first video stream,
-    each frame resized so its short side is `short_side` (never upscaled).
+    each frame resized so its short side is `short_side` (never upscaled), upright.
 
     Raises ValueError naming the file when it cannot be opened, has no video stream or no frame
-    decodes."""
-    from egodistill.data.prepare.video import resized_size
-
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder, not a video file")
-    if not path.is_file():
-        raise FileNotFoundError(f"video file not found: {path}")
-    try:
-        container = av.open(str(path))
-    except (av.FFmpegError, OSError) as e:
-        raise ValueError(f"{path}: cannot be opened as a video ({e})") from None
-    frames: list[np.ndarray] = []
-    try:
-        if not container.streams.video:
-            raise ValueError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        rate = stream.average_rate or stream.guessed_rate
-        fps = float(rate) if rate else 0.0
-        size = None
-        try:
-            for frame in container.decode(stream):
-                img = frame.to_ndarray(format="rgb24")  # [H, W, 3]
-                if size is None:
-                    size = resized_size(img.shape[0], img.shape[1], short_side)
-                if img.shape[:2] != size:
-                    img = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-                frames.append(img)
-        except av.FFmpegError as e:
-            raise ValueError(f"{path}: decoding failed after {len(frames)} frame(s) ({e})") from None
-    finally:
-        container.close()
-    if not frames:
-        raise ValueError(f"{path}: no video frame could be decoded")
+    decodes; a file that stops decoding part way gives the frames that decoded (see
+    `decode_video` for the warning)."""
+    frames, fps, _ = decode_video(path, short_side)
     return frames, fps
+
+
+def decode_video(path: str | os.PathLike, short_side: int = 256) -> tuple[list[np.ndarray], float, str | None]:
+    """Return `decode_frames`' frames and rate, and the reader's warning (None, or where a cut-off
+    file stopped decoding)."""
+    reader = VideoReader(Path(path), short_side)
+    frames = [img for _, img in reader]
+    return frames, reader.fps, reader.warning
+
+
+def clip_views(frames: list[np.ndarray], data: DataConfig) -> Tensor:
+    """Return the `data.test_clips x data.test_crops` test views of `frames` (one clip or one
+    window) as uint8 [V, T, 3, S, S] (a channels-first view of channels-last memory)."""
+    views = test_views(len(frames), data, frames[0].shape[:2])
+    out = np.empty((len(views), data.num_frames, data.size, data.size, 3), dtype=np.uint8)
+    for i, v in enumerate(views):
+        crop_resize([frames[int(j)] for j in v.frames], v, data.size, out=out[i])
+    return torch.from_numpy(out).permute(0, 1, 4, 2, 3)
 
 
 def video_views(frames: list[np.ndarray], cfg: Config) -> Tensor:
     """Return the run's K x C test views of a whole video as float32 [V, T, 3, S, S] (ImageNet-normalised)."""
-    views = test_views(len(frames), cfg.data, frames[0].shape[:2])
-    out = []
-    for v in views:
-        clip = crop_resize([frames[int(i)] for i in v.frames], v, cfg.data.size)  # [T, S, S, 3] uint8
-        out.append(normalize_frames(clip, IMAGENET_MEAN, IMAGENET_STD))  # [T, 3, S, S]
-    return torch.stack(out)
+    return normalize_uint8(clip_views(frames, cfg.data), IMAGENET_MEAN, IMAGENET_STD)
+
+
+def check_finite(logits: dict[str, Tensor], what: str) -> None:
+    """Raise ValueError naming `what` when a head's logits hold NaN or infinity."""
+    if not all(bool(torch.isfinite(z).all()) for z in logits.values()):
+        raise ValueError(f"{what}: the model gives NaN or infinite logits, so there is no prediction "
+                         f"(were the run's weights saved from a diverged training?)")
 
 
 def top_classes(logits: dict[str, Tensor], info: DatasetInfo, k: int = 5) -> dict[str, list[dict[str, Any]]]:
@@ -97,36 +175,42 @@ def top_classes(logits: dict[str, Tensor], info: DatasetInfo, k: int = 5) -> dic
     return out
 
 
-@torch.no_grad()
 def predict_videos(paths: list[str | os.PathLike], cfg: Config, model: torch.nn.Module, info: DatasetInfo, *,
                    k: int = 5, batch_size: int = 4, device: str | torch.device = "cpu",
                    short_side: int = 256) -> list[dict[str, Any]]:
     """Return one record per video: {"video", "frames", "fps", and top_classes(...)}; videos are
     decoded one at a time and run `batch_size` at a time."""
-    if cfg.model.modality != "rgb":
-        raise ValueError(f"predict reads RGB video files, but this run's model reads '{cfg.model.modality}'")
-    model.eval().to(device)
+    return predict_clips(paths, TorchPredictor(cfg, model, info, device), k=k, batch_size=batch_size,
+                         short_side=short_side)
+
+
+def predict_clips(paths: list[str | os.PathLike], predictor: Predictor, *, k: int = 5, batch_size: int = 4,
+                  short_side: int = 256) -> list[dict[str, Any]]:
+    """Return one record per video (each a whole clip, its test views averaged): {"video",
+    "frames", "fps", [ "warning" ], and top_classes(...)}; `batch_size` videos per forward pass."""
+    spec = predictor.spec
     results: list[dict[str, Any]] = []
-    pending: list[tuple[str, int, float, Tensor]] = []
+    pending: list[tuple[dict[str, Any], Tensor]] = []
 
     def flush() -> None:
         if not pending:
             return
-        batch = {"rgb": torch.stack([p[3] for p in pending]).to(device)}  # [B, V, T, 3, S, S]
-        logits = average_views(model(model_input(batch, cfg.model)), len(pending))  # {head: [B, C]}
-        for i, (name, n, fps, _) in enumerate(pending):
-            if not all(bool(torch.isfinite(z[i]).all()) for z in logits.values()):
-                raise ValueError(f"{name}: the model gives NaN or infinite logits, so there is no prediction "
-                                 f"(were the run's weights saved from a diverged training?)")
-            record = {"video": name, "frames": n, "fps": fps}
-            record.update(top_classes({h: z[i].cpu() for h, z in logits.items()}, info, k))
+        logits = predictor(torch.stack([p[1] for p in pending]))  # {head: [B, C]}
+        for i, (record, _) in enumerate(pending):
+            row = {h: z[i] for h, z in logits.items()}
+            check_finite(row, record["video"])
+            record.update(top_classes(row, spec.info, k))
             results.append(record)
         pending.clear()
 
     for path in paths:
-        frames, fps = decode_frames(path, short_side)
-        pending.append((str(path), len(frames), fps, video_views(frames, cfg)))
-        if len(pending) >= batch_size:
+        frames, fps, warning = decode_video(path, short_side)
+        record: dict[str, Any] = {"video": str(path), "frames": len(frames), "fps": fps}
+        if warning:
+            record["warning"] = warning
+        pending.append((record, clip_views(frames, spec.data)))
+        del frames
+        if len(pending) >= max(1, batch_size):
             flush()
     flush()
     return results
