@@ -57,8 +57,9 @@ def write_video(path: Path, *, seconds: float | None = None, frames: int | None 
 
 
 def make_run(run_dir: Path, *, arch: str = "cnn3d_nano", frames: int = 4, size: int = 32, stride: int = 1,
-             test_clips: int = 2, test_crops: int = 1, frame_step: int = 1, seed: int = 0) -> Path:
-    """Write a run folder of an untrained (seeded) RGB model with EPIC-style verb and noun heads."""
+             test_clips: int = 2, test_crops: int = 1, frame_step: int = 1, seed: int = 0,
+             modality: str = "rgb") -> Path:
+    """Write a run folder of an untrained (seeded) model with EPIC-style verb and noun heads."""
     import torch
 
     from egodistill.config import config_from_dict
@@ -67,7 +68,7 @@ def make_run(run_dir: Path, *, arch: str = "cnn3d_nano", frames: int = 4, size: 
 
     cfg = config_from_dict({
         "run_dir": str(run_dir),
-        "model": {"arch": arch, "frame_step": frame_step, "drop_path": 0.0},
+        "model": {"arch": arch, "frame_step": frame_step, "drop_path": 0.0, "modality": modality},
         "data": {"num_frames": frames, "size": size, "stride": stride, "test_clips": test_clips,
                  "test_crops": test_crops},
     })
