@@ -1,8 +1,9 @@
-"""`egodistill prepare {frames,flow-frames,video,audio,flow,layout}`: build the HDF5 stores.
+"""`egodistill prepare {frames,flow-frames,video,audio,flow,layout,verify}`: build and check the HDF5 stores.
 
 Every tool writes `<out>.tmp` and renames it to `<out>` when all videos are done (a failure
 leaves the previous `<out>` intact), skips videos already complete in `<out>` (so an
-interrupted run resumes), shows a progress bar and prints a one-line summary.
+interrupted run resumes), shows a progress bar and prints a one-line summary; --dry-run writes
+nothing and reports what a run would write, how long it would take and whether the disk has room.
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def _common(p: argparse.ArgumentParser, workers: bool = True) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="start from an empty store instead of resuming / adding to an existing one")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="write nothing: count videos and frames, estimate the output size and the time from a "
+                        "sample (the shortest video), check the free disk space (exit 1 if short)")
 
 
 def _fps_arg(p: argparse.ArgumentParser) -> None:
@@ -63,19 +67,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="tool", metavar="TOOL")
     parser.set_defaults(func=lambda args: (parser.print_help(), 2)[1])  # `egodistill prepare` alone
 
-    p = sub.add_parser("frames", help="EPIC-style frame folders -> rgb.h5",
-                       description="Pack FRAMES_DIR/<video_id>/frame_0000000001.jpg ... into rgb.h5, keeping the "
-                                   "files' frame numbers and JPEG bytes.")
-    p.add_argument("frames_dir", type=Path, help="folder of <video_id>/ folders of JPEG frames")
+    p = sub.add_parser("frames", help="EPIC-style frame folders or <video>.tar archives -> rgb.h5",
+                       description="Pack FRAMES_DIR/<video_id>/frame_0000000001.jpg ... (or EPIC's archives "
+                                   "FRAMES_DIR/<video_id>.tar, read directly, never unpacked to disk) into rgb.h5, "
+                                   "keeping the files' frame numbers and JPEG bytes.")
+    p.add_argument("frames_dir", type=Path, help="folder of <video_id>/ folders of JPEG frames and/or <video_id>.tar")
     p.add_argument("out", type=Path, help="output rgb.h5")
     _fps_arg(p)
     _common(p)
     p.set_defaults(func=run_frames)
 
-    p = sub.add_parser("flow-frames", help="EPIC flow folders (u/<video>/, v/<video>/) -> flow.h5",
+    p = sub.add_parser("flow-frames", help="EPIC flow folders (u/<video>/, v/<video>/) or archives -> flow.h5",
                        description="Pack EPIC's TV-L1 flow JPEGs (FLOW_DIR/u/<video_id>/frame_*.jpg and "
-                                   "FLOW_DIR/v/<video_id>/...) into flow.h5.")
-    p.add_argument("flow_dir", type=Path, help="folder with u/ and v/ (or <video_id>/u, <video_id>/v)")
+                                   "FLOW_DIR/v/<video_id>/..., or FLOW_DIR/<video_id>.tar with ./u/ and ./v/ "
+                                   "members, read directly) into flow.h5.")
+    p.add_argument("flow_dir", type=Path, help="folder with u/ and v/ (or <video_id>/u, <video_id>/v, or <video_id>.tar)")
     p.add_argument("out", type=Path, help="output flow.h5")
     p.add_argument("--stride", type=_COUNT, default=2, help="RGB frames per flow frame (EPIC: 2)")
     p.add_argument("--bound", type=_RATE, default=20.0, help="flow bound the JPEGs were quantised with (EPIC: 20)")
@@ -138,9 +144,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p, workers=False)
     p.set_defaults(func=run_layout)
 
+    p = sub.add_parser("verify", help="check a store: videos present, frames cover the annotations, JPEGs decode",
+                       description="Check STORE (rgb.h5, flow.h5, audio.h5 or layout.h5): with --annotations, every "
+                                   "annotated video is in it and its frames (flow: frames / stride; audio: samples) "
+                                   "cover every segment; a sample of each video's JPEGs decodes. Prints a report; "
+                                   "exit 1 when a problem is found.")
+    p.add_argument("store", type=Path, help="the store to check")
+    p.add_argument("--annotations", type=Path, nargs="+", metavar="CSV",
+                   help="EPIC-style annotation CSVs (video_id, start_frame, stop_frame columns)")
+    p.add_argument("--sample", type=_COUNT, default=8, help="JPEGs decoded per video (default 8: first, last, spread)")
+    p.add_argument("--max-problems", type=_COUNT, default=20, help="problems listed (default 20; all are counted)")
+    p.set_defaults(func=run_verify)
+
 
 def _report(summary) -> int:
     print(summary.line())
+    if not getattr(summary, "ok", True):
+        raise OSError(f"{summary.command}: not enough free disk space for {summary.out} "
+                      f"(needs ~{summary.need / 1e9:,.2f} GB, {summary.free / 1e9:,.2f} GB free)")
     for w in summary.warnings[:20]:
         print(f"  warning: {w}", file=sys.stderr)
     if len(summary.warnings) > 20:
@@ -161,7 +182,7 @@ def run_frames(args) -> int:
 
     return _report(prepare_frames(args.frames_dir, args.out, workers=args.workers, video_ids=args.videos,
                                   fps=_fps(args), on_gap=args.on_gap, verify=args.verify,
-                                  resume=not args.overwrite, show_progress=not args.quiet))
+                                  resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
 def run_flow_frames(args) -> int:
@@ -170,7 +191,7 @@ def run_flow_frames(args) -> int:
     return _report(prepare_flow_frames(args.flow_dir, args.out, stride=args.stride, bound=args.bound,
                                        workers=args.workers, video_ids=args.videos, fps=_fps(args),
                                        on_gap=args.on_gap, verify=args.verify, resume=not args.overwrite,
-                                       show_progress=not args.quiet))
+                                       show_progress=not args.quiet, dry_run=args.dry_run))
 
 
 def run_video(args) -> int:
@@ -182,7 +203,8 @@ def run_video(args) -> int:
     return _report(prepare_video(paths, args.rgb, None if args.no_audio else args.audio,
                                  short_side=args.short_side, quality=args.quality, fps=args.fps,
                                  sample_rate=args.sample_rate, allow_silent=args.allow_silent,
-                                 workers=args.workers, resume=not args.overwrite, show_progress=not args.quiet))
+                                 workers=args.workers, resume=not args.overwrite, show_progress=not args.quiet,
+                                 dry_run=args.dry_run))
 
 
 def run_audio(args) -> int:
@@ -191,7 +213,7 @@ def run_audio(args) -> int:
     suffixes = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus") + VIDEO_SUFFIXES
     paths = expand_inputs(args.inputs, suffixes)
     return _report(prepare_audio(paths, args.out, sample_rate=args.sample_rate, workers=args.workers,
-                                 resume=not args.overwrite, show_progress=not args.quiet))
+                                 resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
 def run_flow(args) -> int:
@@ -199,7 +221,7 @@ def run_flow(args) -> int:
 
     return _report(prepare_flow(args.rgb, args.out, stride=args.stride, bound=args.bound, method=args.method,
                                 workers=args.workers, quality=args.quality, video_ids=args.videos,
-                                resume=not args.overwrite, show_progress=not args.quiet))
+                                resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
 def run_layout(args) -> int:
@@ -209,4 +231,12 @@ def run_layout(args) -> int:
     return _report(prepare_layout(args.source, args.out, format=args.format, sizes=sizes,
                                   max_boxes=args.max_boxes, hand_threshold=args.hand_threshold,
                                   object_threshold=args.object_threshold, video_ids=args.videos,
-                                  resume=not args.overwrite, show_progress=not args.quiet))
+                                  resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
+
+
+def run_verify(args) -> int:
+    from egodistill.data.prepare.verify import verify_store
+
+    report = verify_store(args.store, annotations=args.annotations, sample=args.sample)
+    print(report.text(args.max_problems))
+    return 0 if report.ok else 1

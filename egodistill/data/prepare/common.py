@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -31,15 +32,14 @@ class PrepareSummary:
 
     def line(self) -> str:
         """Return e.g. `prepare frames: 12 videos (2 skipped), 3,456 frames, 41.2 MB, 5.3 s -> rgb.h5`."""
-        parts = [f"{self.videos:,} videos ({self.skipped:,} skipped)"]
-        if self.frames:
-            parts.append(f"{self.frames:,} frames")
-        if self.samples:
-            parts.append(f"{self.samples:,} audio samples")
-        parts.append(f"{self.bytes / 1e6:,.1f} MB")
-        parts.append(f"{self.seconds:.1f} s")
+        parts = [f"{self.videos:,} videos ({self.skipped:,} skipped)", *_counts(self.frames, self.samples),
+                 f"{self.bytes / 1e6:,.1f} MB", f"{self.seconds:.1f} s"]
         warn = f", {len(self.warnings)} warning(s)" if self.warnings else ""
         return f"{self.command}: {', '.join(parts)}{warn}" + (f" -> {self.out}" if self.out else "")
+
+
+def _counts(frames: int, samples: int) -> list[str]:
+    return ([f"{frames:,} frames"] if frames else []) + ([f"{samples:,} audio samples"] if samples else [])
 
 
 def progress(total: int, desc: str, enabled: bool = True) -> tqdm:
@@ -121,3 +121,103 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------------------------
+# --dry-run: count, estimate from a sample, check the disk, write nothing
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DryRun:
+    """What a `prepare` run would do (`--dry-run`); nothing is written. `line()` reports it;
+    `ok` is False when the disk lacks the space the run needs."""
+
+    command: str
+    out: str
+    videos: int = 0          # videos the run would write
+    skipped: int = 0         # videos already complete in the output (or its .tmp)
+    frames: int = 0          # frames it would write (counted, or from the files' headers)
+    samples: int = 0         # audio samples it would write
+    bytes: float = 0.0       # estimated payload
+    seconds: float = 0.0     # estimated time with the given workers
+    need: float = 0.0        # disk space needed: the payload, plus the copy of an existing store it resumes from
+    free: int = 0            # free space where the output goes
+    basis: str = ""          # what the estimate was measured on
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.free >= self.need
+
+    def line(self) -> str:
+        parts = [f"{self.videos:,} videos to write ({self.skipped:,} already complete)",
+                 *_counts(self.frames, self.samples), f"~{self.bytes / 1e6:,.1f} MB", f"~{_duration(self.seconds)}"]
+        space = (f"needs ~{self.need / 1e9:,.2f} GB, {self.free / 1e9:,.2f} GB free"
+                 + ("" if self.ok else ": NOT ENOUGH SPACE"))
+        basis = f" (estimated from {self.basis})" if self.basis else ""
+        return f"{self.command} --dry-run: {', '.join(parts)}{basis}; {space} -> {self.out}; nothing written"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def complete_videos(path: str | os.PathLike) -> set[str]:
+    """Return the videos complete in the store at `path` or in the `<path>.tmp` an interrupted run
+    left (the one a rerun resumes), read-only; an empty set when neither can be read."""
+    import h5py
+
+    from egodistill.data.stores import tmp_path_of
+
+    for p in (tmp_path_of(path), Path(path)):
+        if p.is_file():
+            try:
+                with h5py.File(p, "r") as f:
+                    return {k for k in f if f[k].attrs.get("complete", False)}
+            except (OSError, KeyError):
+                continue
+    return set()
+
+
+def free_space(path: str | os.PathLike) -> int:
+    """Return the free bytes of the file system that `path` (or its nearest existing parent) is on."""
+    import shutil
+
+    p = Path(path).resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return shutil.disk_usage(p).free
+
+
+def estimate(command: str, outs: list[str | os.PathLike], todo: list[tuple[str, int]], skipped: int, workers: int,
+             run_sample: Callable[[int], tuple[int, int, int]], *, exact_bytes: int | None = None) -> DryRun:
+    """Return the dry-run report of writing `todo` = [(video id, frames, or audio samples when the
+    tool writes audio only)] to `outs`: `run_sample(i)` runs the real work of video i in memory
+    and returns (payload bytes, frames, audio samples); it runs on the shortest video, and bytes
+    and time are scaled by frames (or samples) from it. `exact_bytes`: the payload when known
+    beforehand (JPEGs copied as they are)."""
+    report = DryRun(command, ", ".join(map(str, outs)), videos=len(todo), skipped=skipped)
+    total = sum(n for _, n in todo)
+    if todo:
+        i = min(range(len(todo)), key=lambda k: todo[k][1])
+        with Timer() as t:
+            nbytes, frames, samples = run_sample(i)
+        units = max(1, frames or samples)
+        scale = total / units if todo[i][1] else len(todo)
+        report.bytes = exact_bytes if exact_bytes is not None else nbytes * scale
+        report.seconds = t.seconds * scale / min(workers, len(todo))
+        report.basis = f"video {todo[i][0]}: {frames or samples:,} {'frames' if frames else 'samples'} in {t.seconds:.2f} s"
+        if samples and not frames:
+            report.samples = total
+        else:
+            report.frames = total
+            report.samples = int(samples * scale)
+    existing = sum(Path(o).stat().st_size for o in outs if Path(o).is_file() and not (Path(str(o) + ".tmp")).exists())
+    report.need = report.bytes * 1.05 + existing  # HDF5 overhead; a resumed store is copied to <out>.tmp first
+    report.free = free_space(outs[0])
+    return report

@@ -23,7 +23,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from egodistill.data.prepare.common import PrepareSummary, Timer, check_workers, imap_workers, progress
+from egodistill.data.prepare.common import (
+    DryRun, PrepareSummary, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
+)
 from egodistill.data.stores import FlowWriter, RGBStore
 
 METHODS = ("auto", "tvl1", "dis", "farneback")
@@ -137,7 +139,7 @@ def _job(job: tuple[str, str, int, float, str, int]):
 def prepare_flow(rgb_path: str | os.PathLike, flow_out: str | os.PathLike, *, stride: int = 2,
                  bound: float = 20.0, method: str = "auto", workers: int = 1, quality: int = 95,
                  video_ids: Sequence[str] | None = None, resume: bool = True,
-                 show_progress: bool = True) -> PrepareSummary:
+                 show_progress: bool = True, dry_run: bool = False) -> PrepareSummary | DryRun:
     """Compute flow for every video of rgb.h5 (or `video_ids`) into flow.h5 at `flow_out`.
 
     A rerun skips videos already complete in `flow_out`; the output is replaced only at the end.
@@ -158,6 +160,16 @@ def prepare_flow(rgb_path: str | os.PathLike, flow_out: str | os.PathLike, *, st
             missing = [v for v in video_ids if v not in rgb]
             if missing:
                 raise KeyError(f"{rgb_path}: video(s) {', '.join(missing[:5])} not in the rgb store")
+        if dry_run:
+            done = complete_videos(flow_out) if resume else set()
+            todo = [v for v in video_ids if v not in done]
+
+            def sample(i: int) -> tuple[int, int, int]:
+                _, us, vs, *_ = _job((str(rgb_path), todo[i], stride, bound, method, quality))
+                return sum(map(len, us)) + sum(map(len, vs)), len(us), 0
+
+            return estimate(summary.command, [flow_out], [(v, len(flow_pairs(rgb.num_frames(v), stride))) for v in todo],
+                            len(video_ids) - len(todo), workers, sample)
         with FlowWriter(flow_out, resume=resume) as w:
             todo = [(str(rgb_path), v, stride, bound, method, quality) for v in video_ids if not w.has_video(v)]
             summary.skipped = len(video_ids) - len(todo)

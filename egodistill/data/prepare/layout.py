@@ -19,6 +19,8 @@ Per frame, hands come first (in file order) then objects (by descending score); 
 """
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from egodistill.data.prepare.common import PrepareSummary, Timer, natural_key, progress
+from egodistill.data.prepare.common import DryRun, PrepareSummary, Timer, complete_videos, free_space, natural_key, progress
 from egodistill.data.stores import (
     CATEGORY_HAND, CATEGORY_OBJECT, LayoutWriter, SIDE_LEFT, SIDE_NONE, SIDE_RIGHT, STATE_NONE, check_video_id,
 )
@@ -258,7 +260,7 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
                    sizes: str | os.PathLike | Mapping[str, Sequence[float]] | None = None, max_boxes: int = 14,
                    hand_threshold: float = 0.0, object_threshold: float = 0.0,
                    video_ids: Sequence[str] | None = None, resume: bool = True,
-                   show_progress: bool = True) -> PrepareSummary:
+                   show_progress: bool = True, dry_run: bool = False) -> PrepareSummary | DryRun:
     """Convert `source` (format "something_else" or "hand_object") into layout.h5 at `out_path`.
 
     `sizes`: {video id: [width, height]}, a JSON file of it, or `StoreFrameSizes(rgb.h5)`
@@ -283,8 +285,10 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
         if missing:
             raise KeyError(f"{source}: video(s) {', '.join(missing[:5])} not in the file")
         estimated, dropped = [], 0
-        with LayoutWriter(out_path, resume=resume) as w:
-            todo = [v for v in ids if not w.has_video(check_video_id(str(v)))]
+        done = complete_videos(out_path) if dry_run and resume else set()
+        # --dry-run converts every video in memory (fast) and writes nothing
+        with (contextlib.nullcontext() if dry_run else LayoutWriter(out_path, resume=resume)) as w:
+            todo = [v for v in ids if not (w.has_video(check_video_id(str(v))) if w else check_video_id(str(v)) in done)]
             summary.skipped = len(ids) - len(todo)
             bar = progress(len(todo), "prepare layout", show_progress)
             for vid in todo:
@@ -304,7 +308,8 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
                     vb = hand_object_video(vid, data[vid], max_boxes=max_boxes, hand_threshold=hand_threshold,
                                            object_threshold=object_threshold, source=str(source))
                 arrays = vb.arrays()
-                w.add_video(vid, first_frame=vb.first, source_format=format, **arrays)
+                if w is not None:
+                    w.add_video(vid, first_frame=vb.first, source_format=format, **arrays)
                 dropped += vb.dropped
                 summary.videos += 1
                 summary.frames += vb.n
@@ -317,4 +322,10 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
         if dropped:
             summary.warnings.append(f"{dropped} box(es) beyond max_boxes={max_boxes} were dropped")
     summary.seconds = t.seconds
+    if dry_run:
+        existing = Path(out_path).stat().st_size if Path(out_path).is_file() else 0
+        return DryRun(summary.command, str(out_path), videos=summary.videos, skipped=summary.skipped,
+                      frames=summary.frames, bytes=summary.bytes, seconds=t.seconds,
+                      need=summary.bytes * 1.05 + existing, free=free_space(out_path),
+                      basis="converting every video in memory", warnings=summary.warnings)
     return summary

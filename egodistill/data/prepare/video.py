@@ -22,7 +22,9 @@ import av
 import cv2
 import numpy as np
 
-from egodistill.data.prepare.common import PrepareSummary, Timer, check_workers, imap_workers, progress
+from egodistill.data.prepare.common import (
+    DryRun, PrepareSummary, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
+)
 from egodistill.data.stores import AudioWriter, RGBWriter, check_video_id
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov", ".m4v")
@@ -204,6 +206,23 @@ def expand_inputs(inputs: Sequence[str | os.PathLike], suffixes: Sequence[str]) 
     return files
 
 
+def probe(path: Path, sample_rate: int) -> tuple[int, int]:
+    """Return (video frames, audio samples at `sample_rate`) of a file from its headers (0 where
+    the file has no such stream); raises ValueError naming the file when it cannot be opened."""
+    container = _open(path)
+    try:
+        frames = samples = 0
+        duration = float(container.duration) / 1e6 if container.duration else 0.0
+        if container.streams.video:
+            v = container.streams.video[0]
+            frames = int(v.frames) or int(round(duration * float(v.average_rate or 0)))
+        if container.streams.audio:
+            samples = int(round(duration * sample_rate))
+        return frames, samples
+    finally:
+        container.close()
+
+
 def _video_job(job):
     vid, path, short_side, quality, fps, sample_rate = job
     return vid, path, decode_video(path, short_side=short_side, quality=quality, fps=fps, sample_rate=sample_rate)
@@ -212,7 +231,8 @@ def _video_job(job):
 def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.PathLike,
                   audio_out: str | os.PathLike | None, *, short_side: int = 256, quality: int = 90,
                   fps: float | None = None, sample_rate: int = 24000, allow_silent: bool = False,
-                  workers: int = 1, resume: bool = True, show_progress: bool = True) -> PrepareSummary:
+                  workers: int = 1, resume: bool = True, show_progress: bool = True,
+                  dry_run: bool = False) -> PrepareSummary | DryRun:
     """Decode video files into rgb.h5 (`rgb_out`) and audio.h5 (`audio_out`, None: skip audio).
 
     A video is skipped on a rerun when it is complete in both outputs. Both outputs are replaced
@@ -226,6 +246,20 @@ def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.Pa
     summary = PrepareSummary("prepare video", out=str(rgb_out) + (f", {audio_out}" if audio_out else ""))
     with Timer() as t:
         items = _check_paths(video_paths, "video")
+        if dry_run:
+            done = complete_videos(rgb_out) if resume else set()
+            if audio_out:
+                done &= complete_videos(audio_out)
+            todo = [(vid, p) for vid, p in items if vid not in done]
+            counts = [probe(p, sample_rate)[0] for _, p in todo]
+
+            def sample(i: int) -> tuple[int, int, int]:
+                out = _video_job((*todo[i], short_side, quality, fps, sample_rate))[2]
+                wave = out["audio"] if audio_out and out["audio"] is not None else np.zeros(0, np.float32)
+                return sum(map(len, out["jpegs"])) + wave.nbytes, len(out["jpegs"]), len(wave)
+
+            return estimate("prepare video", [rgb_out] + ([audio_out] if audio_out else []),
+                            [(vid, n) for (vid, _), n in zip(todo, counts)], len(items) - len(todo), workers, sample)
         rgb_w = RGBWriter(rgb_out, resume=resume)
         audio_w = AudioWriter(audio_out, resume=resume) if audio_out else None
         try:
@@ -273,7 +307,7 @@ def _audio_job(job):
 
 def prepare_audio(audio_paths: Sequence[str | os.PathLike], audio_out: str | os.PathLike, *,
                   sample_rate: int = 24000, workers: int = 1, resume: bool = True,
-                  show_progress: bool = True) -> PrepareSummary:
+                  show_progress: bool = True, dry_run: bool = False) -> PrepareSummary | DryRun:
     """Decode audio (or video) files into audio.h5 at `audio_out`: mono float32 at `sample_rate`.
 
     The video id is the file stem. A rerun skips complete videos; the output is replaced at the end.
@@ -282,6 +316,17 @@ def prepare_audio(audio_paths: Sequence[str | os.PathLike], audio_out: str | os.
     summary = PrepareSummary("prepare audio", out=str(audio_out))
     with Timer() as t:
         items = _check_paths(audio_paths, "audio")
+        if dry_run:
+            done = complete_videos(audio_out) if resume else set()
+            todo = [(vid, p) for vid, p in items if vid not in done]
+            counts = [probe(p, sample_rate)[1] for _, p in todo]
+
+            def sample(i: int) -> tuple[int, int, int]:
+                wave = _audio_job((*todo[i], sample_rate))[1]
+                return wave.nbytes, 0, len(wave)
+
+            return estimate("prepare audio", [audio_out], [(vid, n) for (vid, _), n in zip(todo, counts)],
+                            len(items) - len(todo), workers, sample)
         with AudioWriter(audio_out, resume=resume) as w:
             todo = [(vid, p, sample_rate) for vid, p in items if not w.has_video(vid)]
             summary.skipped = len(items) - len(todo)
