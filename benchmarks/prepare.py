@@ -4,6 +4,8 @@
 
 Measures, on generated data in a temporary folder:
 * pack frames: EPIC-style JPEG folders -> rgb.h5 (`prepare_frames`)
+* pack tars: the same frames as EPIC ships them, one `<video>.tar` per video (members
+  `./frame_0000000001.jpg`), read directly -> rgb.h5; must be no slower than packing the folders
 * decode video: an mp4 (MPEG-4 Part 2 + AAC, PyAV-encoded) -> rgb.h5 + audio.h5 (`prepare_video`,
   short side 256, JPEG quality 90)
 * compute flow: rgb.h5 -> flow.h5 (`prepare_flow`, stride 2, the method `auto` picks); frames/s
@@ -46,6 +48,15 @@ def _write_folders(root: Path, videos: list[list[np.ndarray]]) -> None:
             cv2.imwrite(str(d / f"frame_{i + 1:010d}.jpg"), f, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def _write_tars(folders: Path, tars: Path) -> None:
+    import tarfile
+
+    tars.mkdir()
+    for d in sorted(folders.iterdir()):
+        with tarfile.open(tars / f"{d.name}.tar", "w", format=tarfile.GNU_FORMAT) as tar:  # as GNU tar writes EPIC's
+            tar.add(d, arcname=".")
+
+
 def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 30, sr: int = 48000) -> None:
     h, w = frames[0].shape[:2]
     c = av.open(str(path), "w")
@@ -85,6 +96,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _write_folders(root / "frames", videos)
+        _write_tars(root / "frames", root / "tars")
         mp4s = []
         for v, frames in enumerate(videos):
             mp4s.append(root / f"P02_{v + 1:02d}.mp4")
@@ -93,6 +105,8 @@ def main() -> None:
             for step, fn in (
                 ("pack frames", lambda o: prepare_frames(root / "frames", o / "rgb.h5", workers=workers,
                                                         show_progress=False)),
+                ("pack tars", lambda o: prepare_frames(root / "tars", o / "tar_rgb.h5", workers=workers,
+                                                      show_progress=False)),
                 ("decode video", lambda o: prepare_video(mp4s, o / "v_rgb.h5", o / "v_audio.h5", workers=workers,
                                                          show_progress=False)),
                 (f"compute flow ({resolve_method('auto')})",
@@ -101,7 +115,7 @@ def main() -> None:
             ):
                 out = root / f"run{workers}"
                 out.mkdir(exist_ok=True)
-                for name in ("flow.h5", "v_rgb.h5", "v_audio.h5"):
+                for name in ("flow.h5", "v_rgb.h5", "v_audio.h5", "tar_rgb.h5"):
                     (out / name).unlink(missing_ok=True)
                 if step == "pack frames":
                     (out / "rgb.h5").unlink(missing_ok=True)

@@ -159,8 +159,9 @@ def read_archive(archive: Path, *, channels: tuple[str, ...] = ()) -> dict[str, 
                 if not member.isfile() or len(parts) != (2 if channels else 1) or channel not in found:
                     raise ValueError(f"{where}: not a frame of this archive (expected members like {expected})")
                 number = frame_number(parts[-1], where)
-                f = tar.extractfile(member)
-                _add_frame(found[channel], number, where, f.read() if f is not None else b"")
+                # the member's bytes straight from the archive (no per-member file object)
+                tar.fileobj.seek(member.offset_data)
+                _add_frame(found[channel], number, where, tar.fileobj.read(member.size))
     except tarfile.TarError as e:
         raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
     for channel, frames in found.items():
