@@ -5,7 +5,7 @@
 (the `ClipSpec`: K clips x C crops of the window, as an evaluation sample is viewed), runs the
 windows `batch_size` at a time and returns the timeline record:
 
-    {"video", "fps", "duration", "rotation", "window", "hop", "complete", "warnings",
+    {"video", "fps", "duration", "rotation", "window", "hop", "complete", "warnings", "frames", "seconds",
      "windows":  [{"window", "start", "end", "frames", <head>: [{"class", "name", "prob"}, ...],
                    "action": [...] (EPIC)}, ...],
      "segments": [{"start", "end", "windows", "label", <head>: name, "confidence"}, ...]}
@@ -134,6 +134,7 @@ class TimelinePrediction:
         if self.reader.warning:
             self.record["warnings"].append(self.reader.warning)
         self.record["complete"] = True
+        self.record["frames"] = self.reader.decoded
         self.record["seconds"] = _round(self.wall_seconds, 2)
         if on_batch is not None:
             on_batch(self.record)
