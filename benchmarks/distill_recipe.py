@@ -32,7 +32,10 @@ POINTS: dict[str, dict] = {
     "gt1_T4": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0),
     "gt1_tau03": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.3),
     "gt0_tau03": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.3),
+    "gt1_tau01": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.1),
+    "gt0_tau01": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.1),
     "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0),
+    "gt1_K16": dict(alpha_gt=1.0, temperature=1.0, cache_views=16, tau=1.0),
     "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36),
 }
 HEADS = ("verb_top1", "noun_top1", "action_top1", "ece", "confidence")
