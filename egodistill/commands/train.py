@@ -11,7 +11,8 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from egodistill.config import Config, load_config
 
@@ -167,8 +168,10 @@ def discard_failed_start(run_dir: Path, fresh: bool | Callable[[], bool]):
         raise
 
 
-def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train `cfg.model` on `cfg.data.train_split` minus the held-out videos; returns `fit`'s summary."""
+def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, progress: bool = True,
+              callbacks: Sequence[Callable] = ()) -> dict[str, Any]:
+    """Train `cfg.model` on `cfg.data.train_split` minus the held-out videos; returns `fit`'s summary.
+    `callbacks` are the trainer's checkpoint callbacks (`engine.trainer.CheckpointCallback`)."""
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.data.modalities import get_modality
@@ -206,4 +209,5 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
               + ", ".join(f"{h} ({n})" for h, n in heads.items()))
     objective = SupervisedObjective(cfg.train.head_weights)
     with discard_failed_start(run_dir, fresh):
-        return fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume, progress=progress)
+        return fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume, progress=progress,
+                   callbacks=callbacks)

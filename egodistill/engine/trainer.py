@@ -9,15 +9,19 @@ only on (train.seed, epoch, index) (the dataset's generators), and the global to
 `last/` is saved at optimiser-step boundaries with the number of batches of the epoch already
 consumed; a resumed run skips exactly those (without loading them) and continues bit-identically
 on the same hardware.
+
+Read `Trainer.run` first: it is the whole loop (resume, then per epoch `train_epoch`, `evaluate`,
+`save`); `TrainState` is everything that changes while it runs. `fit(...)` is the one-call form.
 """
 from __future__ import annotations
 
 import contextlib
 import math
 import os
-import signal
 import time
 import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +49,6 @@ from egodistill.engine.losses import label_loss
 from egodistill.engine.metrics import selection_metric
 
 METRICS_FILE = "metrics.jsonl"
-# Testing hook: a training process sends itself SIGKILL right after saving last/ at this step,
-# to test that --resume after a crash reaches exactly the same result.
-KILL_AFTER_STEP_ENV = "EGODISTILL_KILL_AFTER_STEP"
 
 
 class NonFiniteLossError(ValueError):
@@ -232,220 +233,311 @@ class _Tensorboard:
         self.writer.flush()
 
 
-def fit(cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Objective, train_set, heldout_set,
-        info: DatasetInfo, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train `model` on `train_set` with `objective`; select the best weights on `heldout_set`.
+@dataclass
+class TrainState:
+    """Where a run stands. `last/state.json` stores it (with the world size and batch size), so a
+    resumed run continues from exactly here."""
 
-    Writes the run folder (config.yaml, info.json, metrics.jsonl, model.safetensors, last/,
-    plots/). Returns the best held-out metrics with "epoch", "step" and "selected" (the number
-    maximised); without a held-out set the last weights are kept and the metrics are empty.
-    Raises NonFiniteLossError naming the step when the loss becomes NaN / inf (last/ then still
-    holds the previous good state).
+    epoch: int = 0  # 0-based epoch in progress
+    batch: int = 0  # batches of `epoch` already consumed (by this process)
+    step: int = 0  # optimiser steps taken
+    best: dict[str, Any] | None = None  # the selected weights' held-out metrics, "epoch", "step"
+    finished: bool = False  # every step taken and the last evaluation done
+    saved_step: int = 0  # the step last/ holds
+    bad_step: Tensor | None = None  # first step whose loss was NaN / inf (-1: none), on the device
+
+
+# Called as callback(trainer) on every process right after last/ is written; trainer.state says
+# which step it holds.
+CheckpointCallback = Callable[["Trainer"], None]
+
+
+class _LogWindow:
+    """Training losses and throughput summed since the last `train` record."""
+
+    def __init__(self, device: torch.device):
+        self.loss_sum = torch.zeros((), device=device)
+        self.parts_sum: dict[str, Tensor] = {}
+        self.micro, self.clips, self.t0 = 0, 0, time.perf_counter()
+
+    def add(self, loss: Tensor, parts: dict[str, Tensor], clips: int) -> None:
+        self.loss_sum += loss
+        for k, v in parts.items():
+            self.parts_sum[k] = self.parts_sum.get(k, 0) + v.detach().float()
+        self.micro += 1
+        self.clips += clips
+
+
+class Trainer:
+    """Trains `model` on `train_set` with `objective` and selects the best weights on `heldout_set`.
+
+    `run(resume)` is the whole story: optionally `resume()` from last/, then per epoch
+    `train_epoch()`, `evaluate()` on the held-out set, `save()` to last/. Writes the run folder
+    (config.yaml, info.json, metrics.jsonl, model.safetensors, last/, plots/).
     """
-    from tqdm import tqdm
 
-    tc = cfg.train
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    accelerator = make_accelerator(cfg)
-    rank, world, main = accelerator.process_index, accelerator.num_processes, accelerator.is_main_process
-    device = accelerator.device
-    log_path = run_dir / METRICS_FILE
-    if main:
-        save_run_files(run_dir, cfg, info)
-    if len(train_set) == 0:
-        raise ValueError("the training set is empty")
+    def __init__(self, cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Objective, train_set,
+                 heldout_set, info: DatasetInfo, *, progress: bool = True,
+                 callbacks: Sequence[CheckpointCallback] = ()):
+        self.cfg, self.info, self.progress, self.callbacks = cfg, info, progress, list(callbacks)
+        self.train_set, self.heldout_set = train_set, heldout_set
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator = make_accelerator(cfg)
+        acc = self.accelerator
+        self.rank, self.world, self.main = acc.process_index, acc.num_processes, acc.is_main_process
+        self.device = acc.device
+        self.log_path = self.run_dir / METRICS_FILE
+        if self.main:
+            save_run_files(self.run_dir, cfg, info)
+        if len(train_set) == 0:
+            raise ValueError("the training set is empty")
+        optimizer = build_optimizer(model, cfg.optim)
+        if cfg.train.compile:
+            model = torch.compile(model)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.objective = objective.to(self.device)
+        self._plan_steps()
+        self.state = TrainState(bad_step=torch.full((), -1, dtype=torch.long, device=self.device))
+        self.tensorboard: _Tensorboard | None = None
 
-    optimizer = build_optimizer(model, cfg.optim)
-    if tc.compile:
-        model = torch.compile(model)
-    model, optimizer = accelerator.prepare(model, optimizer)
-    objective = objective.to(device)
-    grad_accum = max(1, int(tc.grad_accum))
-    per_rank = math.ceil(len(train_set) / world)
-    batches_per_epoch = math.ceil(per_rank / tc.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / grad_accum)
-    total_steps = tc.epochs * steps_per_epoch
-    if tc.max_steps > 0:
-        total_steps = min(total_steps, tc.max_steps)
-    schedule = WarmupLinearSchedule(round(cfg.optim.warmup_epochs * steps_per_epoch), total_steps)
+    def _plan_steps(self) -> None:
+        tc = self.cfg.train
+        self.grad_accum = max(1, int(tc.grad_accum))
+        per_rank = math.ceil(len(self.train_set) / self.world)
+        self.batches_per_epoch = math.ceil(per_rank / tc.batch_size)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / self.grad_accum)
+        self.total_steps = tc.epochs * self.steps_per_epoch
+        if tc.max_steps > 0:
+            self.total_steps = min(self.total_steps, tc.max_steps)
+        warmup = round(self.cfg.optim.warmup_epochs * self.steps_per_epoch)
+        self.schedule = WarmupLinearSchedule(warmup, self.total_steps)
 
-    epoch, batch_start, step = 0, 0, 0
-    best: dict[str, Any] | None = None
-    if resume:
-        last_dir, training_state, state = load_train_state(run_dir)
-        load_weights(model, last_dir / WEIGHTS_FILE)
-        optimizer.load_state_dict(training_state["optimizer"])
-        if training_state.get("scaler") is not None and accelerator.scaler is not None:
-            accelerator.scaler.load_state_dict(training_state["scaler"])
-        set_rng_state(training_state["rng"])
-        epoch, batch_start, step = int(state["epoch"]), int(state["batch"]), int(state["step"])
-        best = state.get("best")
-        if main:
-            _truncate_log(log_path, step)
-            print(f"resuming {run_dir} at epoch {epoch + 1}, batch {batch_start}, step {step}")
-        if state.get("finished"):
-            return dict(best or {})
-    accelerator.wait_for_everyone()
-    tensorboard = _Tensorboard(run_dir / "tensorboard") if tc.tensorboard and main else None
-    kill_after = int(os.environ.get(KILL_AFTER_STEP_ENV, "0") or 0)
+    # -- the story ------------------------------------------------------------------------------
 
-    bad_step = torch.full((), -1, dtype=torch.long, device=device)  # first step with a non-finite loss
-    last_saved_step = step
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Train to the end (from last/ when `resume`); returns the best held-out metrics with
+        "epoch", "step" and "selected" (the number maximised); without a held-out set the last
+        weights are kept and the metrics are empty. Raises NonFiniteLossError naming the step when
+        the loss becomes NaN / inf (last/ then still holds the previous good state)."""
+        s, tc = self.state, self.cfg.train
+        if resume and self.resume():
+            return dict(s.best or {})
+        self.accelerator.wait_for_everyone()
+        if tc.tensorboard and self.main:
+            self.tensorboard = _Tensorboard(self.run_dir / "tensorboard")
+        while s.epoch < tc.epochs:
+            if s.step < self.total_steps:
+                self.train_epoch()
+            finished = s.step >= self.total_steps
+            epoch_done = s.epoch + 1
+            if finished or epoch_done % max(1, tc.eval_every) == 0 or epoch_done == tc.epochs:
+                self.evaluate(epoch_done)
+            if finished:
+                self.save(finished=True)
+                break
+            s.epoch, s.batch = s.epoch + 1, 0
+            self.save(finished=s.epoch >= tc.epochs)
+        return dict(s.best or {})
 
-    def check_finite() -> None:
-        found = int(accelerator.gather(bad_step.reshape(1)).max()) if world > 1 else int(bad_step)
-        if found >= 0:
-            last = run_dir / "last"
-            where = f"{last} (step {last_saved_step})" if last_saved_step > 0 and last.is_dir() else "none (no state saved yet)"
-            raise NonFiniteLossError(
-                f"the training loss became NaN or infinite at optimiser step {found + 1} (epoch {epoch + 1}); "
-                f"training stopped and nothing after the last good checkpoint was saved. Last good checkpoint: "
-                f"{where}. Lower optim.lr, check the inputs, or resume with --resume after fixing the cause")
+    def train_epoch(self) -> None:
+        """Run the rest of epoch `state.epoch` from batch `state.batch`."""
+        from tqdm import tqdm
 
-    def save_state(epoch_: int, batch_: int, finished: bool = False) -> None:
-        nonlocal last_saved_step
-        check_finite()
-        if main:
-            training_state = {
-                "optimizer": optimizer.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler is not None else None,
-                "rng": rng_state(),
-            }
-            state = {"epoch": epoch_, "batch": batch_, "step": step, "best": best, "finished": finished,
-                     "world": world, "batch_size": tc.batch_size}
-            save_train_state(run_dir, model, training_state, state)
-        last_saved_step = step
-        accelerator.wait_for_everyone()
-        if kill_after and step == kill_after and main and not finished:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def evaluate_heldout(epoch_done: int) -> None:
-        nonlocal best
-        check_finite()
-        record: dict[str, Any] = {"kind": "eval", "split": "heldout", "epoch": epoch_done, "step": step}
-        improved = True
-        if heldout_set is not None and len(heldout_set) > 0:
-            net = unwrap(model)
-            was_training = net.training
-            net.eval()
-            metrics, logits, _ = evaluate_dataset(model_predictor(net, cfg.model), heldout_set, cfg, info, accelerator,
-                                                  progress=progress, desc="held-out")
-            net.train(was_training)
-            selected = selection_metric(metrics, tc.select_metric)
-            # Weights that give NaN or infinite logits are never selected, whatever they score.
-            nonfinite = count_nonfinite(logits)
-            improved = not nonfinite and (best is None or selected > best["selected"])
-            record.update(metrics)
-            record["selected"] = selected
-            if nonfinite:
-                record["nonfinite_logits"] = nonfinite
-                if main:
-                    print(f"epoch {epoch_done}: the model gives NaN or infinite logits on {nonfinite} held-out "
-                          f"sample(s) (diverged weights?); these weights are not selected")
-            if improved:
-                best = {**metrics, "selected": selected, "epoch": epoch_done, "step": step}
-        else:  # no held-out split: the latest weights are the ones kept
-            best = {"epoch": epoch_done, "step": step}
-        record["best"] = improved
-        if main:
-            if improved:
-                save_weights(model, run_dir / WEIGHTS_FILE)
-            append_jsonl(log_path, record)
-            if tensorboard:
-                tensorboard.log(record, step, "heldout")
-            _plot(run_dir, log_path)
-            if "selected" in record:
-                name = tc.select_metric or ("action_top1" if "action_top1" in record else "mean top-1")
-                print(f"epoch {epoch_done}: held-out {name} {record['selected']:.2f}"
-                      f"{' (best)' if improved else ''}")
-        accelerator.wait_for_everyone()
-
-    def _train_epoch() -> int:
-        """Run the rest of epoch `epoch` from batch `batch_start`; returns the batches consumed."""
-        nonlocal step, bad_step
         from egodistill.data.dataset import build_loader
 
-        if hasattr(train_set, "set_epoch"):
-            train_set.set_epoch(epoch)
-        sampler = EpochOrderSampler(len(train_set), tc.seed, epoch, rank, world, skip=batch_start * tc.batch_size)
-        loader = build_loader(train_set, cfg, train=True, sampler=sampler)
-        model.train()
-        bar = tqdm(total=steps_per_epoch, initial=batch_start // grad_accum, desc=f"epoch {epoch + 1}/{tc.epochs}",
-                   disable=not (progress and main), leave=False)
-        loss_sum = torch.zeros((), device=device)
-        parts_sum: dict[str, Tensor] = {}
-        micro_count, clips, t0 = 0, 0, time.perf_counter()
-        b = batch_start
+        s, tc = self.state, self.cfg.train
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(s.epoch)
+        sampler = EpochOrderSampler(len(self.train_set), tc.seed, s.epoch, self.rank, self.world,
+                                    skip=s.batch * tc.batch_size)
+        loader = build_loader(self.train_set, self.cfg, train=True, sampler=sampler)
+        self.model.train()
+        bar = tqdm(total=self.steps_per_epoch, initial=s.batch // self.grad_accum,
+                   desc=f"epoch {s.epoch + 1}/{tc.epochs}", disable=not (self.progress and self.main), leave=False)
+        window = _LogWindow(self.device)
         for batch in loader:
-            micro = b % grad_accum
-            group = min(grad_accum, batches_per_epoch - (b - micro))
-            if micro == 0:
-                torch.manual_seed(step_seed(tc.seed, step, rank))
-            batch = to_device(batch, device, non_blocking=True)
-            sync = micro == group - 1
-            ctx = accelerator.no_sync(model) if (world > 1 and not sync) else contextlib.nullcontext()
-            with ctx:
-                with accelerator.autocast():
-                    logits = model(model_input(batch, cfg.model))
-                    loss, parts = objective(logits, batch)
-                accelerator.backward(loss / group)
-            loss = loss.detach().float()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(loss), step, bad_step)
-            loss_sum += loss
-            for k, v in parts.items():
-                parts_sum[k] = parts_sum.get(k, 0) + v.detach().float()
-            micro_count += 1
-            clips += len(batch["id"]) * world
-            b += 1
-            if not sync:
-                continue
-            if cfg.optim.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            lr = schedule.apply(optimizer, cfg.optim.lr, step)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            bar.update(1)
-            if step % max(1, tc.log_every) == 0 or step == total_steps:
-                check_finite()
-                mean_loss = accelerator.reduce(loss_sum / micro_count, "mean") if world > 1 else loss_sum / micro_count
-                elapsed = max(time.perf_counter() - t0, 1e-9)
-                record = {"kind": "train", "epoch": epoch + 1, "step": step, "loss": float(mean_loss), "lr": lr,
-                          "clips_per_s": clips / elapsed}
-                record.update({f"loss/{k}": float(v / micro_count) for k, v in parts_sum.items()})
-                if main:
-                    append_jsonl(log_path, record)
-                    if tensorboard:
-                        tensorboard.log(record, step, "train")
-                bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
-                loss_sum.zero_()
-                parts_sum, micro_count, clips, t0 = {}, 0, 0, time.perf_counter()
-            if tc.checkpoint_every > 0 and step % tc.checkpoint_every == 0:
-                save_state(epoch, b)
-            if step >= total_steps:
+            if not self._forward_backward(batch, window):
+                continue  # gradients still accumulating
+            window = self._optimizer_step(window, bar)
+            if s.step >= self.total_steps:
                 break
         bar.close()
-        return b
 
-    b = batch_start
-    while epoch < tc.epochs:
-        if step < total_steps:
-            b = _train_epoch()
-        finished = step >= total_steps
-        batch_start = 0
-        epoch_done = epoch + 1
-        if finished or epoch_done % max(1, tc.eval_every) == 0 or epoch_done == tc.epochs:
-            evaluate_heldout(epoch_done)
-        if finished:
-            save_state(epoch, b, finished=True)
-            break
-        epoch += 1
-        save_state(epoch, 0, finished=epoch >= tc.epochs)
-    if best is None:  # resumed a run that had already finished every epoch
-        best = {}
-    return dict(best)
+    def _forward_backward(self, batch: dict, window: _LogWindow) -> bool:
+        """One micro-batch: loss and gradients (summed over the accumulation group); returns
+        whether the group is complete (time for the optimiser step)."""
+        s, acc = self.state, self.accelerator
+        micro = s.batch % self.grad_accum
+        group = min(self.grad_accum, self.batches_per_epoch - (s.batch - micro))
+        if micro == 0:
+            torch.manual_seed(step_seed(self.cfg.train.seed, s.step, self.rank))
+        batch = to_device(batch, self.device, non_blocking=True)
+        sync = micro == group - 1
+        ctx = acc.no_sync(self.model) if (self.world > 1 and not sync) else contextlib.nullcontext()
+        with ctx:
+            with acc.autocast():
+                logits = self.model(model_input(batch, self.cfg.model))
+                loss, parts = self.objective(logits, batch)
+            acc.backward(loss / group)
+        loss = loss.detach().float()
+        s.bad_step = torch.where((s.bad_step < 0) & ~torch.isfinite(loss), s.step, s.bad_step)
+        window.add(loss, parts, len(batch["id"]) * self.world)
+        s.batch += 1
+        return sync
+
+    def _optimizer_step(self, window: _LogWindow, bar) -> _LogWindow:
+        """Step the optimiser; log and checkpoint when due. Returns the log window to go on with."""
+        s, tc, optim = self.state, self.cfg.train, self.cfg.optim
+        if optim.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), optim.grad_clip)
+        lr = self.schedule.apply(self.optimizer, optim.lr, s.step)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        s.step += 1
+        bar.update(1)
+        if s.step % max(1, tc.log_every) == 0 or s.step == self.total_steps:
+            record = self._log_train(window, lr)
+            bar.set_postfix(loss=f"{record['loss']:.4f}", clips_s=f"{record['clips_per_s']:.1f}")
+            window = _LogWindow(self.device)
+        if tc.checkpoint_every > 0 and s.step % tc.checkpoint_every == 0:
+            self.save()
+        return window
+
+    def _log_train(self, window: _LogWindow, lr: float) -> dict[str, Any]:
+        self.check_finite()
+        s = self.state
+        mean_loss = window.loss_sum / window.micro
+        if self.world > 1:
+            mean_loss = self.accelerator.reduce(mean_loss, "mean")
+        elapsed = max(time.perf_counter() - window.t0, 1e-9)
+        record = {"kind": "train", "epoch": s.epoch + 1, "step": s.step, "loss": float(mean_loss), "lr": lr,
+                  "clips_per_s": window.clips / elapsed}
+        record.update({f"loss/{k}": float(v / window.micro) for k, v in window.parts_sum.items()})
+        if self.main:
+            append_jsonl(self.log_path, record)
+            if self.tensorboard:
+                self.tensorboard.log(record, s.step, "train")
+        return record
+
+    # -- held-out evaluation --------------------------------------------------------------------
+
+    def evaluate(self, epoch_done: int) -> None:
+        """Evaluate on the held-out set after `epoch_done` epochs; keep the weights when they
+        are the best so far (model.safetensors) and log the record."""
+        self.check_finite()
+        s = self.state
+        record: dict[str, Any] = {"kind": "eval", "split": "heldout", "epoch": epoch_done, "step": s.step}
+        if self.heldout_set is not None and len(self.heldout_set) > 0:
+            improved = self._score_heldout(record)
+        else:  # no held-out split: the latest weights are the ones kept
+            improved = True
+            s.best = {"epoch": epoch_done, "step": s.step}
+        record["best"] = improved
+        if self.main:
+            self._write_eval(record, improved)
+        self.accelerator.wait_for_everyone()
+
+    def _score_heldout(self, record: dict[str, Any]) -> bool:
+        """Add the held-out metrics to `record`; returns whether they are the best so far."""
+        s = self.state
+        net = unwrap(self.model)
+        was_training = net.training
+        net.eval()
+        metrics, logits, _ = evaluate_dataset(model_predictor(net, self.cfg.model), self.heldout_set, self.cfg,
+                                              self.info, self.accelerator, progress=self.progress, desc="held-out")
+        net.train(was_training)
+        selected = selection_metric(metrics, self.cfg.train.select_metric)
+        # Weights that give NaN or infinite logits are never selected, whatever they score.
+        nonfinite = count_nonfinite(logits)
+        improved = not nonfinite and (s.best is None or selected > s.best["selected"])
+        record.update(metrics)
+        record["selected"] = selected
+        if nonfinite:
+            record["nonfinite_logits"] = nonfinite
+            if self.main:
+                print(f"epoch {record['epoch']}: the model gives NaN or infinite logits on {nonfinite} held-out "
+                      f"sample(s) (diverged weights?); these weights are not selected")
+        if improved:
+            s.best = {**metrics, "selected": selected, "epoch": record["epoch"], "step": s.step}
+        return improved
+
+    def _write_eval(self, record: dict[str, Any], improved: bool) -> None:
+        if improved:
+            save_weights(self.model, self.run_dir / WEIGHTS_FILE)
+        append_jsonl(self.log_path, record)
+        if self.tensorboard:
+            self.tensorboard.log(record, self.state.step, "heldout")
+        _plot(self.run_dir, self.log_path)
+        if "selected" in record:
+            tc = self.cfg.train
+            name = tc.select_metric or ("action_top1" if "action_top1" in record else "mean top-1")
+            print(f"epoch {record['epoch']}: held-out {name} {record['selected']:.2f}"
+                  f"{' (best)' if improved else ''}")
+
+    # -- last/ ----------------------------------------------------------------------------------
+
+    def save(self, finished: bool = False) -> None:
+        """Write last/ (weights, optimiser, scaler, RNG and `state`), then call the callbacks."""
+        self.check_finite()
+        s, acc = self.state, self.accelerator
+        s.finished = finished
+        if self.main:
+            training_state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.schedule.state_dict(),
+                "scaler": acc.scaler.state_dict() if acc.scaler is not None else None,
+                "rng": rng_state(),
+            }
+            state = {"epoch": s.epoch, "batch": s.batch, "step": s.step, "best": s.best, "finished": finished,
+                     "world": self.world, "batch_size": self.cfg.train.batch_size}
+            save_train_state(self.run_dir, self.model, training_state, state)
+        s.saved_step = s.step
+        acc.wait_for_everyone()
+        for callback in self.callbacks:
+            callback(self)
+
+    def resume(self) -> bool:
+        """Load last/ into the model, optimiser, scaler, RNG and `state`; returns whether the run
+        had already finished."""
+        last_dir, training_state, saved = load_train_state(self.run_dir)
+        load_weights(self.model, last_dir / WEIGHTS_FILE)
+        self.optimizer.load_state_dict(training_state["optimizer"])
+        scaler = self.accelerator.scaler
+        if training_state.get("scaler") is not None and scaler is not None:
+            scaler.load_state_dict(training_state["scaler"])
+        set_rng_state(training_state["rng"])
+        s = self.state
+        s.epoch, s.batch, s.step = int(saved["epoch"]), int(saved["batch"]), int(saved["step"])
+        s.best, s.finished, s.saved_step = saved.get("best"), bool(saved.get("finished")), s.step
+        if self.main:
+            _truncate_log(self.log_path, s.step)
+            print(f"resuming {self.run_dir} at epoch {s.epoch + 1}, batch {s.batch}, step {s.step}")
+        return s.finished
+
+    def check_finite(self) -> None:
+        """Raise NonFiniteLossError when any process saw a NaN / inf loss since the start."""
+        s = self.state
+        bad = s.bad_step
+        found = int(self.accelerator.gather(bad.reshape(1)).max()) if self.world > 1 else int(bad)
+        if found < 0:
+            return
+        last = self.run_dir / "last"
+        saved = s.saved_step > 0 and last.is_dir()
+        where = f"{last} (step {s.saved_step})" if saved else "none (no state saved yet)"
+        raise NonFiniteLossError(
+            f"the training loss became NaN or infinite at optimiser step {found + 1} (epoch {s.epoch + 1}); "
+            f"training stopped and nothing after the last good checkpoint was saved. Last good checkpoint: "
+            f"{where}. Lower optim.lr, check the inputs, or resume with --resume after fixing the cause")
+
+
+def fit(cfg: Config, run_dir: str | os.PathLike, model: nn.Module, objective: Objective, train_set, heldout_set,
+        info: DatasetInfo, *, resume: bool = False, progress: bool = True,
+        callbacks: Sequence[CheckpointCallback] = ()) -> dict[str, Any]:
+    """`Trainer(...).run(resume)`: train, select on the held-out set, return the best metrics."""
+    trainer = Trainer(cfg, run_dir, model, objective, train_set, heldout_set, info, progress=progress,
+                      callbacks=callbacks)
+    return trainer.run(resume=resume)
 
 
 def _plot(run_dir: Path, log_path: Path) -> None:

@@ -111,6 +111,19 @@ def test_existing_run_folder_is_refused(trained_run: Path, synth_root: Path, tmp
     assert not (fresh / "stale.txt").exists() and (fresh / "model.safetensors").is_file()
 
 
+KILL_AFTER_STEP_1 = """
+import os, signal
+from egodistill.commands.train import run_train
+from egodistill.config import load_config
+
+def kill_after_step_1(trainer):
+    if trainer.state.step == 1 and not trainer.state.finished and trainer.main:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+run_train(load_config({config!r}), progress=False, callbacks=[kill_after_step_1])
+"""
+
+
 @pytest.mark.slow
 def test_kill_mid_epoch_then_resume_is_bit_identical(synth_root: Path, tmp_path: Path):
     extra = {"train": {"checkpoint_every": 1, "epochs": 2}}
@@ -118,8 +131,12 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(synth_root: Path, tmp_path:
     crash = write_config(synth_root, tmp_path / "crash.yaml", tmp_path / "crash", **extra)
     r = egodistill("train", str(full), "--no-progress")
     assert r.returncode == 0, r.stderr
-    # step 1 ends mid-epoch 1 (2 steps per epoch): the process kills itself right after saving
-    r = egodistill("train", str(crash), "--no-progress", env={"EGODISTILL_KILL_AFTER_STEP": "1"})
+    # step 1 ends mid-epoch 1 (2 steps per epoch): a checkpoint callback kills the process right
+    # after last/ is saved
+    script = tmp_path / "crash.py"
+    script.write_text(KILL_AFTER_STEP_1.format(config=str(crash)))
+    r = subprocess.run([sys.executable, str(script)], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == -signal.SIGKILL, r.stderr
     state = json.loads((tmp_path / "crash" / "last" / "state.json").read_text())
     assert (state["epoch"], state["batch"], state["step"], state["finished"]) == (0, 2, 1, False)
@@ -161,8 +178,16 @@ def test_nan_loss_stops_naming_the_step(synth_root: Path, tmp_path: Path):
     model = build_model(cfg.model, {"verb": 4, "noun": 4}, 3)
     train_set = build_dataset(cfg, "train", train=True, samples=samples[:3])
     # batches 1-3 are fine (steps 1-3, saved); batch 4 (step 4) is NaN
+    saved = []  # (step, finished) each time last/ was written, seen by a checkpoint callback
+
+    def record(trainer):
+        saved.append((trainer.state.step, trainer.state.finished))
+        assert (tmp_path / "nan" / "last" / "state.json").is_file()
+
     with pytest.raises(NonFiniteLossError, match=r"at optimiser step 4 .*last \(step 3\)"):
-        fit(cfg, tmp_path / "nan", model, NaNAfter(3), train_set, None, reader.info(), progress=False)
+        fit(cfg, tmp_path / "nan", model, NaNAfter(3), train_set, None, reader.info(), progress=False,
+            callbacks=[record])
+    assert saved == [(1, False), (2, False), (3, False), (3, False)]  # step 3 again at the end of epoch 1
     state = json.loads((tmp_path / "nan" / "last" / "state.json").read_text())
     assert state["step"] == 3
     from safetensors.torch import load_file
