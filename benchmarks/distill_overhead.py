@@ -38,12 +38,12 @@ from egodistill.data.dataset import MultimodalDataset, build_loader
 from egodistill.data.modalities import get_modality
 from egodistill.distill.data import CachedViewsDataset, build_cache
 from egodistill.distill.ensemble import EnsembleTeacher
-from egodistill.distill.objective import DistillObjective
 from egodistill.distill.teachers import compute_dataset_weights, load_teachers, shared_heldout_ids
 from egodistill.engine.checkpoint import model_heads
-from egodistill.engine.evaluate import evaluate_dataset, model_predictor
+from egodistill.engine.evaluate import ModelPredictor, evaluate_dataset
 from egodistill.engine.heldout import split_by_ids
-from egodistill.engine.trainer import SupervisedObjective, fit, seed_everything
+from egodistill.engine.objectives import DistillObjective, SupervisedObjective
+from egodistill.engine.trainer import fit, seed_everything
 from egodistill.models import build_model
 
 TEACHERS = ("rgb", "flow", "audio")
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         net = r["model"].eval()
         with torch.no_grad():
-            r["metrics"], _, _ = evaluate_dataset(model_predictor(net, cfg.model), val, cfg, info)
+            r["metrics"], _, _ = evaluate_dataset(ModelPredictor(net, cfg.model), val, cfg, info)
     with torch.no_grad():
         ens_cfg = dataclasses.replace(cfg)
         ens_val = MultimodalDataset(ens_cfg, val.samples, list(TEACHERS), train=False)

@@ -18,7 +18,8 @@ import time
 import torch
 
 from egodistill.config import Config
-from egodistill.engine.trainer import SupervisedObjective, build_optimizer, make_accelerator
+from egodistill.engine.objectives import SupervisedObjective
+from egodistill.engine.trainer import build_optimizer, make_accelerator
 from egodistill.engine.inputs import model_input
 from egodistill.models import build_model
 

@@ -116,7 +116,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     from egodistill.distill.data import CachedViewsDataset, IndependentViewsDataset, build_cache
     from egodistill.distill.ensemble import EnsembleTeacher
     from egodistill.distill.loss import active_heads
-    from egodistill.distill.objective import DistillObjective
+    from egodistill.engine.objectives import DistillObjective
     from egodistill.distill.unlabelled import mix
     from egodistill.distill.teachers import (
         DATASET_WEIGHTS_FILE,

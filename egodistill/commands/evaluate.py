@@ -84,7 +84,7 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
         epic_submission,
         evaluate_dataset,
         evaluation_plots,
-        model_predictor,
+        ModelPredictor,
         save_predictions,
         write_json,
     )
@@ -121,7 +121,7 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     accelerator = make_accelerator(cfg)
     model.to(accelerator.device)
     model.eval()
-    predictor = model if teachers else model_predictor(model, cfg.model)
+    predictor = model if teachers else ModelPredictor(model, cfg.model)
     with torch.no_grad():
         metrics, logits, ids = evaluate_dataset(predictor, dataset, cfg, info, accelerator, progress=progress,
                                                 desc=f"evaluate {split}")

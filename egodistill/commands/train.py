@@ -177,7 +177,8 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
     from egodistill.data.modalities import get_modality
     from egodistill.engine.checkpoint import model_heads
     from egodistill.engine.heldout import HELDOUT_FILE, read_heldout_ids, split_by_ids, split_heldout, write_heldout
-    from egodistill.engine.trainer import SupervisedObjective, fit, seed_everything
+    from egodistill.engine.objectives import SupervisedObjective
+    from egodistill.engine.trainer import fit, seed_everything
     from egodistill.models import build_model
 
     run_dir = Path(cfg.run_dir)

@@ -13,6 +13,7 @@ audio is `[V,T,1,R,S]` (R mel-band rows); `engine.inputs.model_input` makes them
 """
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -277,22 +278,31 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-class EpochShuffleSampler(Sampler[int]):
-    """A random order of the dataset that depends only on (seed, the dataset's epoch).
+class EpochOrderSampler(Sampler[int]):
+    """This process's share of a random order of `size` items that depends only on (seed, epoch),
+    starting after `skip` items (the part of the epoch a resumed run already consumed). The one
+    epoch order: the trainer's, `build_loader`'s default and `UnlabelledMix`'s cycles.
 
-    Resuming at epoch e replays epoch e's order exactly, whatever happened before.
+    The order is padded by wrapping around to a multiple of `world` so every process takes the
+    same number of steps; process r takes items r, r + world, ...
     """
 
-    def __init__(self, dataset: MultimodalDataset, seed: int):
-        self.dataset = dataset
-        self.seed = int(seed)
+    def __init__(self, size: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0):
+        self.size, self.seed, self.epoch = int(size), int(seed), int(epoch)
+        self.rank, self.world, self.skip = int(rank), int(world), int(skip)
+
+    def order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        perm = torch.randperm(self.size, generator=g).tolist()
+        per_rank = math.ceil(self.size / self.world) if self.size else 0
+        perm = (perm * (self.world + 1))[: per_rank * self.world]
+        return perm[self.rank:: self.world][self.skip:]
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.order())
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.dataset.epoch)
-        return iter(torch.randperm(len(self.dataset), generator=g).tolist())
+        return iter(self.order())
 
 
 def build_dataset(
@@ -316,8 +326,8 @@ def build_loader(
 ) -> DataLoader:
     """Return a DataLoader over `dataset` with `collate`, `cfg.train.workers` workers.
 
-    Training shuffles with `EpochShuffleSampler` (order seeded by train.seed and the dataset's
-    epoch) unless a sampler is given. Workers are not persistent, so each epoch's workers see
+    Training shuffles with `EpochOrderSampler` (order seeded by train.seed and the dataset's
+    current epoch) unless a sampler is given. Workers are not persistent, so each epoch's workers see
     the dataset's current epoch. With CUDA, batches are pinned (page-locked), so the trainer's
     `non_blocking` host-to-device copies overlap with compute instead of waiting.
     """
@@ -326,7 +336,7 @@ def build_loader(
     if shuffle is None:
         shuffle = train
     if sampler is None and shuffle:
-        sampler = EpochShuffleSampler(dataset, cfg.train.seed)
+        sampler = EpochOrderSampler(len(dataset), cfg.train.seed, getattr(dataset, "epoch", 0))
     workers = int(cfg.train.workers)
     return DataLoader(
         dataset,

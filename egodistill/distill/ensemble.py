@@ -1,7 +1,7 @@
 """The ensemble teacher: frozen unimodal teachers whose logits are combined per head (METHOD.md §4).
 
-A teacher is any callable `batch -> {head: [B*V, C]}`; `ModelTeacher` wraps a trained model with
-the engine's input preparation so that it reads its own modality from a batch. The ensemble
+A teacher is any callable `batch -> {head: [B*V, C]}`; `ModelTeacher` is the engine's
+`ModelPredictor` (a model reading its own modality from a batch), frozen. The ensemble
 never builds a graph through the teachers (no_grad) and keeps modules in eval mode.
 """
 from __future__ import annotations
@@ -12,33 +12,19 @@ import torch
 from torch import Tensor, nn
 
 from egodistill.distill.weighting import SCHEMES, combine, per_sample_weights, uniform_weights
+from egodistill.engine.evaluate import ModelPredictor
 from egodistill.engine.losses import head_labels
 
 TeacherFn = Callable[[dict], dict[str, Tensor]]
 
 
-class ModelTeacher(nn.Module):
-    """A trained model plus the config that says which batch entry it reads and how.
-
-    `name` identifies it (its run folder). The model is frozen: eval mode, no gradients.
-    """
+class ModelTeacher(ModelPredictor):
+    """A trained model as a teacher: a `ModelPredictor` that is frozen (eval mode, no gradients).
+    `name` identifies it (its run folder)."""
 
     def __init__(self, model: nn.Module, model_cfg, name: str = ""):
-        super().__init__()
-        self.model = model
-        self.model_cfg = model_cfg
-        self.name = name or model_cfg.modality
+        super().__init__(model, model_cfg, name)
         freeze(self.model)
-
-    @property
-    def modality(self) -> str:
-        return self.model_cfg.modality
-
-    def forward(self, batch: dict) -> dict[str, Tensor]:
-        """Return the teacher's logits {head: [B*V, C]} for `batch` (views folded into the rows)."""
-        from egodistill.engine.inputs import model_input  # the engine owns input preparation
-
-        return self.model(model_input(batch, self.model_cfg))
 
     def train(self, mode: bool = True) -> "ModelTeacher":
         # A teacher stays in eval mode (dropout, drop-path off) whatever its owner does.

@@ -89,34 +89,24 @@ def shared_heldout_ids(teachers: list[TeacherRun]) -> list[str]:
     return ids
 
 
-@torch.no_grad()
-def teachers_logits_on(teachers: list[Callable[[dict], dict[str, Tensor]]], loader, heads: list[str],
-                       device: torch.device | str = "cpu", progress: bool = False) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
-    """Return (per teacher {head: [N, C]} view-averaged logits, labels {head: [N]}) over `loader`."""
-    from tqdm import tqdm
-
-    from egodistill.engine.inputs import average_views, to_device
-
-    out: list[dict[str, list[Tensor]]] = [{h: [] for h in heads} for _ in teachers]
-    labels: dict[str, list[Tensor]] = {h: [] for h in heads}
-    for batch in tqdm(loader, desc="teachers on held-out", disable=not progress):
-        batch = to_device(batch, device)
-        for i, t in enumerate(teachers):
-            logits = average_views({h: t(batch)[h] for h in heads}, len(batch["id"]))  # {head: [B, C]}
-            for h in heads:
-                out[i][h].append(logits[h].cpu())
-        for h in heads:
-            labels[h].append(batch["labels"][h].cpu())
-    return [{h: torch.cat(v) for h, v in o.items()} for o in out], {h: torch.cat(v) for h, v in labels.items()}
-
-
 def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str], tau: float,
                             device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
     """Return the record of the dataset-level weights: {"teachers", "modalities", "tau",
     "samples", "mean_ce": {head: [N]}, "weights": {head: [N]}} computed on `loader` (held-out)."""
     from egodistill.distill.weighting import per_teacher_ce
+    from egodistill.engine.evaluate import predict_logits
 
-    logits, labels = teachers_logits_on([t.teacher for t in teachers], loader, heads, device, progress)
+    def every_teacher(batch: dict) -> dict[str, Tensor]:  # {"<teacher>/<head>": [B*V, C]}
+        out = {}
+        for i, t in enumerate(teachers):
+            z = t.teacher(batch)
+            out.update({f"{i}/{h}": z[h] for h in heads})
+        return out
+
+    flat, _, labels = predict_logits(every_teacher, loader, progress=progress, desc="teachers on held-out",
+                                     device=device, return_labels=True)
+    logits = [{h: flat[f"{i}/{h}"] for h in heads} for i in range(len(teachers))]
+    labels = {h: labels[h] for h in heads}
     weights = dataset_weights(logits, labels, tau)
     mean_ce = {}
     for h in heads:

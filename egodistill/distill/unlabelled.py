@@ -114,7 +114,7 @@ class UnlabelledMix(torch.utils.data.Dataset):
             self.base.set_epoch(epoch)
 
     def _order(self, cycle: int) -> list[int]:
-        from egodistill.engine.trainer import EpochOrderSampler
+        from egodistill.data.dataset import EpochOrderSampler
 
         if cycle not in self._orders:
             if len(self._orders) > 1:  # an epoch spans at most two passes when per_epoch <= U

@@ -63,17 +63,23 @@ def _gather_rows(x: Tensor, accelerator) -> Tensor:
     return torch.cat([gathered[r * width: r * width + n] for r, n in enumerate(counts)]).cpu()
 
 
+_LABEL = "\0label:"  # predict_logits' key prefix for the labels it carries beside the logits
+
+
 @torch.no_grad()
 def predict_logits(predictor: Predictor, loader, accelerator=None, progress: bool = False,
-                   desc: str = "evaluate") -> tuple[dict[str, Tensor], list[str]]:
+                   desc: str = "evaluate", device: torch.device | str = "cpu", return_labels: bool = False) -> tuple:
     """Return ({head: [N, C]} logits averaged over each sample's views (float32, CPU), ids [N]).
 
-    Rows are in dataset order (by `batch["index"]`), each sample exactly once even when
-    processes' shards overlap or are uneven. `predictor(batch) -> {head: [B*V, C]}`.
+    The one function that runs models (a student, a teacher, every teacher at once) over a
+    loader. Rows are in dataset order (by `batch["index"]`), each sample exactly once even when
+    processes' shards overlap or are uneven. `predictor(batch) -> {head: [B*V, C]}`. Without an
+    accelerator it runs on `device`. `return_labels`: also return the batches' labels {head: [N]}
+    in the same order (-1 where unknown).
     """
     from tqdm import tqdm
 
-    device = accelerator.device if accelerator is not None else torch.device("cpu")
+    device = accelerator.device if accelerator is not None else torch.device(device)
     main = accelerator is None or accelerator.is_main_process
     chunks: dict[str, list[Tensor]] = {}
     indices: list[Tensor] = []
@@ -88,6 +94,9 @@ def predict_logits(predictor: Predictor, loader, accelerator=None, progress: boo
             out = predictor(batch)
         for h, z in average_views(out, b).items():  # [B*V, C] -> [B, C]
             chunks.setdefault(h, []).append(z.cpu())
+        if return_labels:  # carried as one-column rows beside the logits, split off at the end
+            for h, y in batch["labels"].items():
+                chunks.setdefault(_LABEL + h, []).append(y.cpu()[:, None])
         indices.append(batch["index"].cpu())
         id_of.update(zip(batch["index"].tolist(), batch["id"]))
     heads = sorted(chunks)
@@ -114,14 +123,32 @@ def predict_logits(predictor: Predictor, loader, accelerator=None, progress: boo
     keep[1:] = index[1:] != index[:-1]
     rows = order[keep]
     ids = [id_of[int(i)] for i in index[keep].tolist()]
-    return {h: z[rows] for h, z in logits.items()}, ids
+    logits = {h: z[rows] for h, z in logits.items()}
+    if not return_labels:
+        return logits, ids
+    labels = {h[len(_LABEL):]: logits.pop(h)[:, 0] for h in list(logits) if h.startswith(_LABEL)}
+    return logits, ids, labels
 
 
-def model_predictor(model: torch.nn.Module, model_cfg) -> Predictor:
-    """Return batch -> {head: [B*V, C]} for a model reading its modality (eval mode is the caller's)."""
-    from egodistill.engine.inputs import model_input
+class ModelPredictor(torch.nn.Module):
+    """A model plus the config that says which batch entry it reads and how: a `Predictor`,
+    batch -> {head: [B*V, C]} (views folded into the rows). Train / eval mode is the caller's;
+    `distill.ensemble.ModelTeacher` is the frozen kind. `name` identifies it (e.g. its run folder)."""
 
-    return lambda batch: model(model_input(batch, model_cfg))
+    def __init__(self, model: torch.nn.Module, model_cfg, name: str = ""):
+        super().__init__()
+        self.model = model
+        self.model_cfg = model_cfg
+        self.name = name or model_cfg.modality
+
+    @property
+    def modality(self) -> str:
+        return self.model_cfg.modality
+
+    def forward(self, batch: dict) -> dict[str, Tensor]:
+        from egodistill.engine.inputs import model_input
+
+        return self.model(model_input(batch, self.model_cfg))
 
 
 def evaluate_dataset(predictor: Predictor, dataset, cfg, info: DatasetInfo, accelerator=None,

@@ -1,7 +1,7 @@
 """The training loop shared by `train` (labels) and `distill` (ensemble teacher).
 
-Only the `Objective` differs between the two: it turns the model's logits and the batch into a
-loss. The loop never looks at the dataset's name or the modality.
+Only the `Objective` (`engine/objectives.py`) differs between the two: it turns the model's
+logits and the batch into a loss. The loop never looks at the dataset's name or the modality.
 
 Exact resumption: the order of an epoch depends only on (train.seed, epoch), each sample's view
 only on (train.seed, epoch, index) (the dataset's generators), and the global torch generator
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Sampler
 
 from egodistill.config import Config, OptimConfig
+from egodistill.data.dataset import EpochOrderSampler, build_loader
 from egodistill.data.records import DatasetInfo
 from egodistill.engine.checkpoint import (
     WEIGHTS_FILE,
@@ -43,48 +43,16 @@ from egodistill.engine.checkpoint import (
     set_rng_state,
     unwrap,
 )
-from egodistill.engine.evaluate import append_jsonl, count_nonfinite, evaluate_dataset, model_predictor
+from egodistill.engine.evaluate import ModelPredictor, append_jsonl, count_nonfinite, evaluate_dataset
 from egodistill.engine.inputs import model_input, to_device
-from egodistill.engine.losses import label_loss
 from egodistill.engine.metrics import selection_metric
+from egodistill.engine.objectives import Objective
 
 METRICS_FILE = "metrics.jsonl"
 
 
 class NonFiniteLossError(ValueError):
     """The training loss became NaN or infinite."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Objectives
-# ---------------------------------------------------------------------------------------------
-
-
-class Objective(nn.Module):
-    """Turns a model's logits and the batch into the training loss.
-
-    forward(logits {head: [B*V, C]}, batch) -> (loss scalar, {name: detached scalar to log}).
-    An objective may hold frozen modules (teachers); `fit` moves it to the training device.
-    """
-
-    def forward(self, logits: dict[str, Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
-
-
-class SupervisedObjective(Objective):
-    """L_gt = (1/|H|) sum_h w_h CE(s_h, y_h) (METHOD.md §3) over the active heads (weight > 0,
-    default 1), by `engine.losses.label_loss`: labels of -1 (unlabelled) are ignored; a head
-    whose rows are all unlabelled adds 0."""
-
-    def __init__(self, head_weights: dict[str, float] | None = None):
-        super().__init__()
-        self.head_weights = dict(head_weights or {})
-
-    def forward(self, logits: dict[str, Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
-        heads = [h for h in logits if self.head_weights.get(h, 1.0) > 0]
-        if not heads:
-            raise ValueError(f"no active heads: every head of {sorted(logits)} has weight 0 in train.head_weights")
-        return label_loss(logits, batch.get("labels"), heads, self.head_weights)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -134,32 +102,6 @@ class WarmupLinearSchedule:
 
     def state_dict(self) -> dict[str, int]:
         return {"warmup_steps": self.warmup_steps, "total_steps": self.total_steps}
-
-
-class EpochOrderSampler(Sampler[int]):
-    """This process's share of a random order of `size` items that depends only on (seed, epoch),
-    starting after `skip` items (the part of the epoch a resumed run already consumed).
-
-    The order is padded by wrapping around to a multiple of `world` so every process takes the
-    same number of steps; process r takes items r, r + world, ...
-    """
-
-    def __init__(self, size: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0):
-        self.size, self.seed, self.epoch = int(size), int(seed), int(epoch)
-        self.rank, self.world, self.skip = int(rank), int(world), int(skip)
-
-    def order(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        perm = torch.randperm(self.size, generator=g).tolist()
-        per_rank = math.ceil(self.size / self.world) if self.size else 0
-        perm = (perm * (self.world + 1))[: per_rank * self.world]
-        return perm[self.rank:: self.world][self.skip:]
-
-    def __len__(self) -> int:
-        return len(self.order())
-
-    def __iter__(self):
-        return iter(self.order())
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -344,8 +286,6 @@ class Trainer:
         """Run the rest of epoch `state.epoch` from batch `state.batch`."""
         from tqdm import tqdm
 
-        from egodistill.data.dataset import build_loader
-
         s, tc = self.state, self.cfg.train
         if hasattr(self.train_set, "set_epoch"):
             self.train_set.set_epoch(s.epoch)
@@ -444,7 +384,7 @@ class Trainer:
         net = unwrap(self.model)
         was_training = net.training
         net.eval()
-        metrics, logits, _ = evaluate_dataset(model_predictor(net, self.cfg.model), self.heldout_set, self.cfg,
+        metrics, logits, _ = evaluate_dataset(ModelPredictor(net, self.cfg.model), self.heldout_set, self.cfg,
                                               self.info, self.accelerator, progress=self.progress, desc="held-out")
         net.train(was_training)
         selected = selection_metric(metrics, self.cfg.train.select_metric)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from egodistill.config import Config
-from egodistill.data.dataset import EpochShuffleSampler, MultimodalDataset, build_dataset, build_loader, collate
+from egodistill.data.dataset import EpochOrderSampler, MultimodalDataset, build_dataset, build_loader, collate
 from egodistill.data.modalities import MODALITIES
 from egodistill.data.records import WHOLE_VIDEO
 from egodistill.data.views import ViewParams
@@ -163,15 +163,20 @@ def test_a_subclass_that_overrides_getitem_keeps_its_items_in_a_fetched_batch(sy
     assert not collate(ds.__getitems__([0, 1]))["rgb"].any()
 
 
-def test_epoch_shuffle_sampler_is_a_permutation_fixed_per_epoch(synth_config):
-    ds = build_dataset(_small(synth_config), "train", train=True, modalities=["layout"])
-    sampler = EpochShuffleSampler(ds, seed=3)
-    first = list(sampler)
-    assert sorted(first) == list(range(len(ds))) and list(sampler) == first
+def test_one_epoch_order_for_the_trainer_and_the_default_loader(synth_config):
+    """The loader's default training order is the trainer's `EpochOrderSampler` (one sampler,
+    one seed formula), taken at the dataset's current epoch."""
+    cfg = _small(synth_config)
+    ds = build_dataset(cfg, "train", train=True, modalities=["layout"])
     orders = set()
     for e in range(6):
         ds.set_epoch(e)
-        orders.add(tuple(sampler))
+        sampler = build_loader(ds, cfg, train=True).sampler
+        assert isinstance(sampler, EpochOrderSampler)
+        order = list(sampler)
+        assert sorted(order) == list(range(len(ds))) and list(sampler) == order
+        assert order == EpochOrderSampler(len(ds), cfg.train.seed, e).order()
+        orders.add(tuple(order))
     assert len(orders) > 1
 
 

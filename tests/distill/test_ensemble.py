@@ -99,3 +99,20 @@ def test_module_teachers_are_frozen_in_eval_and_give_no_graph():
 def test_freeze():
     m = freeze(nn.Linear(2, 2).train())
     assert not m.training and not any(p.requires_grad for p in m.parameters())
+
+
+def test_a_model_teacher_is_a_frozen_model_predictor():
+    """One concept: `ModelPredictor` runs a model on its modality's batch entry (the trainer's
+    held-out evaluation, `evaluate`); `ModelTeacher` is the same, frozen."""
+    from types import SimpleNamespace
+
+    from egodistill.distill.ensemble import ModelTeacher
+    from egodistill.engine.evaluate import ModelPredictor
+
+    cfg = SimpleNamespace(modality="layout", frame_step=1)
+    student = nn.Linear(2, 2).train()
+    ModelPredictor(student, cfg)
+    assert student.training and all(p.requires_grad for p in student.parameters())  # left as it was
+    teacher = ModelTeacher(nn.Linear(2, 2).train(), cfg, name="runs/t")
+    assert isinstance(teacher, ModelPredictor) and teacher.name == "runs/t" and teacher.modality == "layout"
+    assert not teacher.train().training and not any(p.requires_grad for p in teacher.parameters())

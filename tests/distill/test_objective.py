@@ -5,7 +5,7 @@ import torch
 
 from egodistill.distill.ensemble import EnsembleTeacher
 from egodistill.distill.loss import distill_loss, kd_loss
-from egodistill.distill.objective import DistillObjective
+from egodistill.engine.objectives import DistillObjective
 
 
 def test_cached_logits_are_used_without_a_teacher():
@@ -54,3 +54,19 @@ def test_cached_batch_with_an_unlabelled_sample():
     batch = {"teacher_logits": teacher, "labels": {"verb": torch.tensor([0, -1])}}
     loss, parts = DistillObjective(None)(student, batch)  # alpha_gt = 0: no label term, no index error
     assert torch.allclose(loss, kd_loss(student, teacher)) and set(parts) == {"kd"}
+
+
+def test_both_objectives_live_in_one_module_and_share_the_label_loss():
+    """The review found SupervisedObjective in the trainer and DistillObjective in distill/,
+    each with its own label loss (one of them failing on label -1)."""
+    from egodistill.engine import objectives
+    from egodistill.engine.objectives import SupervisedObjective
+
+    assert DistillObjective.__module__ == SupervisedObjective.__module__ == objectives.__name__
+    g = torch.Generator().manual_seed(2)
+    student = {"verb": torch.randn(4, 3, generator=g), "noun": torch.randn(4, 5, generator=g)}
+    batch = {"teacher_logits": {h: torch.randn(z.shape, generator=g) for h, z in student.items()},
+             "labels": {"verb": torch.tensor([0, -1, 2, 1]), "noun": torch.tensor([-1, -1, 4, 0])}}
+    gt_only, _ = DistillObjective(None, alpha_kd=0.0, alpha_gt=1.0)(student, batch)
+    supervised, _ = SupervisedObjective()(student, batch)
+    assert torch.isfinite(gt_only) and torch.allclose(gt_only, supervised)

@@ -52,10 +52,31 @@ def test_dataset_weights_averages_views_and_records_per_head(tmp_path):
     def t2(batch):
         return {"action": torch.zeros(4, 2)}
 
-    batch = {"id": ["a", "b"], "labels": {"action": torch.tensor([0, 1])}}
+    batch = {"id": ["a", "b"], "index": torch.tensor([0, 1]), "labels": {"action": torch.tensor([0, 1])}}
     runs = [run(tmp_path, "rgb", {}, teacher=t1), run(tmp_path, "flow", {}, teacher=t2)]
     rec = compute_dataset_weights(runs, [batch], ["action"], tau=1.0)
     assert rec["modalities"] == ["rgb", "flow"] and rec["samples"] == 2
     assert rec["mean_ce"]["action"] == pytest.approx([-math.log(0.75), math.log(2)], abs=1e-6)
     assert rec["weights"]["action"] == pytest.approx([0.6, 0.4], abs=1e-6)
     json.dumps(rec)  # the record is plain JSON
+
+
+def test_teacher_logits_come_from_predict_logits_in_dataset_order(tmp_path):
+    """One teacher-logits function: the dataset weights run the teachers through the engine's
+    `predict_logits` (rows in dataset order by batch index, labels carried along)."""
+    from egodistill.distill import teachers as teachers_module
+
+    assert not hasattr(teachers_module, "teachers_logits_on")
+
+    def t1(batch):  # right about whichever sample has label 0 in row 0
+        return {"action": torch.tensor([[L3, 0.0], [0.0, L3]])[batch["index"]]}
+
+    def t2(batch):
+        return {"action": torch.zeros(len(batch["id"]), 2)}
+
+    runs = [run(tmp_path, "rgb", {}, teacher=t1), run(tmp_path, "flow", {}, teacher=t2)]
+    batches = [{"id": ["b"], "index": torch.tensor([1]), "labels": {"action": torch.tensor([1])}},
+               {"id": ["a"], "index": torch.tensor([0]), "labels": {"action": torch.tensor([0])}}]
+    rec = compute_dataset_weights(runs, batches, ["action"], tau=1.0)
+    assert rec["samples"] == 2
+    assert rec["mean_ce"]["action"] == pytest.approx([-math.log(0.75), math.log(2)], abs=1e-6)

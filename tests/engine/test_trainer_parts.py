@@ -27,9 +27,9 @@ from egodistill.engine.checkpoint import (
 )
 from egodistill.engine.evaluate import ShardSampler, epic_submission, load_predictions, save_predictions
 from egodistill.engine.inputs import average_views, model_input
+from egodistill.data.dataset import EpochOrderSampler
+from egodistill.engine.objectives import SupervisedObjective
 from egodistill.engine.trainer import (
-    EpochOrderSampler,
-    SupervisedObjective,
     WarmupLinearSchedule,
     build_optimizer,
 )

@@ -158,7 +158,8 @@ def test_kill_mid_epoch_then_resume_is_bit_identical(synth_root: Path, tmp_path:
 def test_nan_loss_stops_naming_the_step(synth_root: Path, tmp_path: Path):
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
-    from egodistill.engine.trainer import NonFiniteLossError, SupervisedObjective, fit
+    from egodistill.engine.objectives import SupervisedObjective
+    from egodistill.engine.trainer import NonFiniteLossError, fit
     from egodistill.models import build_model
 
     class NaNAfter(SupervisedObjective):

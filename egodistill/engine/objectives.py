@@ -1,18 +1,46 @@
-"""The distillation objective the trainer optimises: METHOD.md §3 against the ensemble teacher.
+"""The training objectives: what `fit` minimises, given the model's logits and the batch.
 
-The teacher's logits come from the batch when the teacher-logit cache replays them
-(`batch["teacher_logits"]`), otherwise from running the frozen ensemble on the batch (on the
-teachers' own view under `"teacher:<m>"` keys when views are independent).
+`SupervisedObjective` (`train`): the label loss. `DistillObjective` (`distill`): METHOD.md §3
+against the ensemble teacher, whose logits come from the batch when the teacher-logit cache
+replays them (`batch["teacher_logits"]`), otherwise from running the frozen ensemble on the batch
+(on the teachers' own view under `"teacher:<m>"` keys when views are independent). Both use one
+label loss, `engine.losses.label_loss`, which ignores labels of -1.
 """
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from egodistill.distill.data import teacher_batch
-from egodistill.distill.ensemble import EnsembleTeacher
 from egodistill.distill.loss import distill_loss
-from egodistill.engine.trainer import Objective
+from egodistill.engine.losses import label_loss
+
+
+class Objective(nn.Module):
+    """Turns a model's logits and the batch into the training loss.
+
+    forward(logits {head: [B*V, C]}, batch) -> (loss scalar, {name: detached scalar to log}).
+    An objective may hold frozen modules (teachers); `fit` moves it to the training device.
+    """
+
+    def forward(self, logits: dict[str, Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+class SupervisedObjective(Objective):
+    """L_gt = (1/|H|) sum_h w_h CE(s_h, y_h) (METHOD.md §3) over the active heads (weight > 0,
+    default 1), by `engine.losses.label_loss`: labels of -1 (unlabelled) are ignored; a head
+    whose rows are all unlabelled adds 0."""
+
+    def __init__(self, head_weights: dict[str, float] | None = None):
+        super().__init__()
+        self.head_weights = dict(head_weights or {})
+
+    def forward(self, logits: dict[str, Tensor], batch: dict) -> tuple[Tensor, dict[str, Tensor]]:
+        heads = [h for h in logits if self.head_weights.get(h, 1.0) > 0]
+        if not heads:
+            raise ValueError(f"no active heads: every head of {sorted(logits)} has weight 0 in train.head_weights")
+        return label_loss(logits, batch.get("labels"), heads, self.head_weights)
 
 
 class DistillObjective(Objective):
@@ -23,7 +51,7 @@ class DistillObjective(Objective):
 
     def __init__(
         self,
-        ensemble: EnsembleTeacher | None,
+        ensemble: nn.Module | None,
         *,
         temperature: float = 1.0,
         alpha_kd: float = 1.0,
