@@ -48,7 +48,7 @@ class DemoSettings:
     alpha_gt: float = 1.0
     temperature: float = 1.0
     tau: float = 1.0
-    cache_views: int = 16
+    cache_views: int = 8
     # The demo's world is cleaner than `SynthConfig`'s defaults, because its models train for
     # about a minute each from scratch on ~250 clips: at the defaults the audio teacher
     # never leaves the majority class (the event sound sits under the noise and the distractor
