@@ -381,16 +381,16 @@ def test_prepare_video_refuses_a_negative_short_side(tmp_path: Path, capsys):
 def test_store_writers_refuse_a_rate_below_range(tmp_path: Path):
     import numpy as np
 
-    from egodistill.data.stores import open_writer
+    from egodistill.data.stores import AudioWriter, RGBWriter
 
     import cv2
 
     jpeg = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
     with pytest.raises(ValueError, match="fps"):
-        with open_writer("rgb", tmp_path / "rgb.h5") as w:
+        with RGBWriter(tmp_path / "rgb.h5") as w:
             w.add_video("P01_01", [jpeg], fps=0.0)
     with pytest.raises(ValueError, match="sample.rate"):
-        with open_writer("audio", tmp_path / "audio.h5") as w:
+        with AudioWriter(tmp_path / "audio.h5") as w:
             w.add_video("P01_01", np.zeros(100, np.float32), sample_rate=0)
     assert not (tmp_path / "rgb.h5").exists() and not (tmp_path / "audio.h5").exists()
 
@@ -405,12 +405,12 @@ def test_prepare_frames_resumes_past_a_damaged_entry(tmp_path: Path, capsys):
     the rerun used to fail with AttributeError until the .tmp was deleted by hand."""
     import h5py
 
-    from egodistill.data.stores import RGBStore, open_writer
+    from egodistill.data.stores import RGBStore, RGBWriter
 
     frames = frame_folders(tmp_path / "frames", videos=2, frames=3)
     out = tmp_path / "rgb.h5"
     blobs = {v: [p.read_bytes() for p in sorted((frames / v).iterdir())] for v in ("P01_01", "P01_02")}
-    writer = open_writer("rgb", out)
+    writer = RGBWriter(out)
     writer.add_video("P01_01", blobs["P01_01"], fps=60.0)
     writer.add_video("P01_02", blobs["P01_02"], fps=60.0)
     header = h5py.h5o.get_info(writer._file["P01_02"].id).addr
@@ -645,3 +645,15 @@ def test_a_pickle_renamed_safetensors_as_pretrained_is_named(synth_root: Path, t
     code, _, err = run_cli(capsys, "train", cfg, f"model.pretrained={fake}", "--no-progress")
     assert code == 1 and str(fake) in err and "not a readable safetensors file" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_dead_and_test_only_code_is_gone():
+    """The review's list: helpers no caller used (`is_distill_run`, `open_writer`,
+    `inputs.batch_size`) and writer aliases kept for a caller that is gone."""
+    from egodistill.data import stores
+    from egodistill.distill import teachers
+    from egodistill.engine import inputs
+
+    assert not hasattr(teachers, "is_distill_run") and not hasattr(inputs, "batch_size")
+    gone = ("open_writer", "RGBStoreWriter", "FlowStoreWriter", "AudioStoreWriter", "LayoutStoreWriter")
+    assert not any(hasattr(stores, name) for name in gone)

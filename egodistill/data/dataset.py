@@ -182,16 +182,18 @@ class MultimodalDataset(Dataset):
         seg = self.segment(index)
         return test_views(seg.num_frames, self.cfg.data, seg.src_hw)
 
-    def load(self, index: int, views: list[ViewParams], out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    def load(self, index: int, views: list[ViewParams], out: dict[str, torch.Tensor] | None = None,
+             modalities: list[str] | None = None) -> dict[str, Any]:
         """Return the item of sample `index` seen through `views` (also replays cached views).
 
         `out`: {modality: tensor `[V, ...]`} slots of batch buffers that the loaders may write
-        into (see `__getitems__`); the item holds whatever they returned.
+        into (see `__getitems__`); the item holds whatever they returned. `modalities`: which of
+        the dataset's modalities to load (default all of them).
         """
         sample = self.samples[index]
         seg = self.segment(index)
         item: dict[str, Any] = {}
-        for name in self.modalities:
+        for name in self.modalities if modalities is None else modalities:
             mod = MODALITIES[name]
             store = self.store(name)
             slot = None if out is None else out.get(name)

@@ -779,15 +779,3 @@ class LayoutWriter(_Writer):
         self._finish(group)
 
 
-_WRITERS = {"rgb": RGBWriter, "flow": FlowWriter, "audio": AudioWriter, "layout": LayoutWriter}
-
-
-def open_writer(modality: str, path: str | os.PathLike, **kwargs: Any) -> _Writer:
-    """Return the writer of `modality` for `path` (kwargs: `resume`, audio `dtype`)."""
-    if modality not in _WRITERS:
-        raise ValueError(f"unknown store modality {modality!r}: expected one of {', '.join(MODALITIES)}")
-    return _WRITERS[modality](path, **kwargs)
-
-
-# Names another module (benchmarks/data_pipeline.py) was written against.
-RGBStoreWriter, FlowStoreWriter, AudioStoreWriter, LayoutStoreWriter = RGBWriter, FlowWriter, AudioWriter, LayoutWriter

@@ -56,15 +56,6 @@ class IndependentViewsDataset(MultimodalDataset):
         self.teacher_modalities = list(teacher_modalities)
         self.student_modality = student_modality
 
-    def _load_only(self, index: int, views: list[ViewParams], modalities: list[str],
-                   out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
-        kept = self.modalities
-        try:
-            self.modalities = modalities
-            return self.load(index, views, out)
-        finally:
-            self.modalities = kept
-
     def get(self, index: int, out: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
         if not self.train:
             return super().get(index, out)
@@ -73,9 +64,9 @@ class IndependentViewsDataset(MultimodalDataset):
         student_view = self.draw_view(index, rng)
         teacher_view = self.draw_view(index, rng)  # the next draw of the same generator: independent
         s = self.student_modality
-        item = self._load_only(index, [student_view], [s], {s: out[s]} if s in out else None)
-        teacher = self._load_only(index, [teacher_view], self.teacher_modalities,
-                                  {m: out[TEACHER_PREFIX + m] for m in self.teacher_modalities if TEACHER_PREFIX + m in out})
+        item = self.load(index, [student_view], {s: out[s]} if s in out else None, modalities=[s])
+        teacher_out = {m: out[TEACHER_PREFIX + m] for m in self.teacher_modalities if TEACHER_PREFIX + m in out}
+        teacher = self.load(index, [teacher_view], teacher_out, modalities=self.teacher_modalities)
         for m in self.teacher_modalities:
             item[TEACHER_PREFIX + m] = teacher[m]
         item["teacher_views"] = teacher["views"]

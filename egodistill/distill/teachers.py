@@ -168,14 +168,3 @@ def load_predictor(run_dir: str | os.PathLike) -> tuple[Callable[[dict], dict[st
     ensemble, modalities, _ = load_ensemble(run_dir)
     return ensemble, modalities
 
-
-def is_distill_run(run_dir: str | os.PathLike) -> bool:
-    """True when `run_dir` holds a distillation run (its config lists teachers)."""
-    import yaml
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        return False
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
-    return bool((data.get("distill") or {}).get("teachers"))

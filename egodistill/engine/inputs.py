@@ -51,11 +51,6 @@ def example_input(cfg: Config, frames: int, size: int, batch: int) -> Tensor | d
     return MODALITIES[cfg.model.modality].example_input(cfg, frames, size, batch)
 
 
-def batch_size(batch: dict[str, Any]) -> int:
-    """Return B, the number of samples in `batch`."""
-    return len(batch["id"])
-
-
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
     """Return `batch` with every tensor (nested in dicts / lists) moved to `device`."""
     if isinstance(batch, Tensor):

@@ -135,3 +135,21 @@ def test_model_input_gives_the_student_every_step_th_teacher_frame(synth_config)
     student = model_input(batch, ModelConfig(modality="rgb", frame_step=2))  # [B*V, 4, 3, S, S]
     assert teacher.shape[1] == 8 and student.shape[1] == 4
     assert torch.equal(student, teacher[:, [0, 2, 4, 6]])
+
+
+def test_independent_views_never_change_the_datasets_modalities(synth_config):
+    """The student and teacher loads used to swap `self.modalities` for a moment (visible to any
+    code reading it meanwhile, e.g. the stores it opens); they now name what they load."""
+    cfg = small(synth_config)
+    seen = []
+
+    class Watched(IndependentViewsDataset):
+        def store(self, name):
+            seen.append(list(self.modalities))
+            return super().store(name)
+
+    ds = Watched(cfg, build_dataset(cfg, "train", train=True).samples, TEACHERS, "rgb", train=True)
+    before = list(ds.modalities)
+    item = ds[0]
+    assert seen and all(m == before for m in seen) and ds.modalities == before
+    assert "rgb" in item and all("teacher:" + m in item for m in TEACHERS)
