@@ -354,8 +354,12 @@ def load_runner(path: Path, fmt: str, heads: list[str], device: str = "cpu"):
                 raise ValueError(f"--device {device}: this onnxruntime has no CUDA provider "
                                  f"(install onnxruntime-gpu), or use --device cpu")
             providers.insert(0, "CUDAExecutionProvider")
+        options = ort.SessionOptions()
+        # Idle worker threads sleep instead of spinning: on a shared CPU a spinning pool takes the
+        # cores from the decoder and from other processes between batches.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            session = ort.InferenceSession(str(path), providers=providers)
+            session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
             raise ValueError(f"{path}: ONNX Runtime cannot load it ({e})") from None
         names = [o.name for o in session.get_outputs()]

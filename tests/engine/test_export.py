@@ -118,7 +118,7 @@ def test_bad_exports_are_refused(tmp_path, capsys, monkeypatch):
     assert code == 1 and "pip install 'egodistill[export]'" in err
 
 
-CLIPS = {"swin_t": (16, 224), "swin_s": (16, 224), "swin_b": (16, 224), "mvit_v2_s": (16, 224), "s3d": (16, 112)}
+CLIPS = {"swin_t": (16, 224), "swin_s": (16, 224), "swin_b": (16, 224), "mvit_v2_s": (16, 224), "s3d": (16, 224)}
 
 
 @pytest.mark.slow
