@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="distill_overhead_"))
     root = Path(args.root) if args.root else work / "synth"
     if not (root / "data.yaml").is_file():
-        from egodistill.data.synth import SynthConfig, generate
+        from egodistill.synth import SynthConfig, generate
 
         t0 = time.perf_counter()
         generate(root, SynthConfig(seed=0), workers=2, progress=False)

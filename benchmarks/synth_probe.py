@@ -1,6 +1,6 @@
 """Linear probes on the synthetic dataset: which modality tells the verb, which the noun?
 
-Renders a synthetic dataset in memory (`egodistill.data.synth.render_video`), turns every
+Renders a synthetic dataset in memory (`egodistill.synth.render_video`), turns every
 segment into a crude per-modality feature vector, fits a multinomial logistic regression per
 modality and head on the training split and prints validation top-1 (verb, noun, action) per
 modality and for the sum of their logits (a naive ensemble). This checks the generator's design
@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from egodistill.data.synth import SynthConfig, plan_dataset, render_video
+from egodistill.synth import SynthConfig, plan_dataset, render_video
 
 
 def segment_features(cfg: SynthConfig, video, frames, dets, audio, seg, t: int = 8) -> dict[str, np.ndarray]:

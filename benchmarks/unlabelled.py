@@ -31,7 +31,7 @@ HEADS = ("verb_top1", "noun_top1", "action_top1")
 
 def synth_config(s: DemoSettings, seed: int, quick: bool, unlabelled: int):
     """The demo's SynthConfig for `seed` (as `make_dataset` builds it) with `unlabelled` more videos."""
-    from egodistill.data.synth import SynthConfig
+    from egodistill.synth import SynthConfig
 
     if quick:
         cfg = dataclasses.replace(SynthConfig.tiny(seed=seed), num_videos=s.synth_videos, segments_per_video=4)
@@ -43,7 +43,7 @@ def synth_config(s: DemoSettings, seed: int, quick: bool, unlabelled: int):
 def unlabelled_videos(s: DemoSettings, seed: int, quick: bool, factor: float, heldout_fraction: float) -> int:
     """`factor` x the number of labelled videos the students train on (training videos less the
     held-out share)."""
-    from egodistill.data.synth import plan_dataset
+    from egodistill.synth import plan_dataset
 
     train = sum(v.split == "train" for v in plan_dataset(synth_config(s, seed, quick, 0)))
     return max(1, math.ceil(factor * train * (1 - heldout_fraction)))
@@ -52,7 +52,7 @@ def unlabelled_videos(s: DemoSettings, seed: int, quick: bool, factor: float, he
 def run_seed(out: Path, s: DemoSettings, seed: int, *, quick: bool, factor: float, workers: int,
              progress: bool) -> dict[str, dict[str, float]]:
     from egodistill.commands.evaluate import run_evaluate
-    from egodistill.data.synth import generate
+    from egodistill.synth import generate
 
     root = out / f"seed{seed}" / "synth"
     if not (root / "data.yaml").is_file():

@@ -90,7 +90,7 @@ def run_config(cfg: Config, run_dir: Path, modality: str, arch: str, epochs: int
 
 def make_dataset(root: Path, s: DemoSettings, seed: int, *, quick: bool, workers: int, progress: bool) -> Config:
     """Generate the synthetic dataset into `root` (kept when it is already there); return `base_config`."""
-    from egodistill.data.synth import SynthConfig, generate
+    from egodistill.synth import SynthConfig, generate
 
     if not (root / "data.yaml").is_file():
         synth_cfg = SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)

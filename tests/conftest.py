@@ -29,7 +29,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Return the folder of a tiny synthetic dataset (built once per session, ~2 s)."""
-    from egodistill.data.synth import SynthConfig, generate
+    from egodistill.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth") / "tiny"
     generate(root, SynthConfig.tiny(seed=0), workers=1, progress=False)
@@ -42,7 +42,7 @@ def synth_unlabelled_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the same labelled videos, and `data.files.unlabelled`); built once per session, ~2 s."""
     import dataclasses
 
-    from egodistill.data.synth import SynthConfig, generate
+    from egodistill.synth import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("synth_unlabelled") / "tiny"
     generate(root, dataclasses.replace(SynthConfig.tiny(seed=0), num_unlabelled=3), workers=1, progress=False)

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace):
     """Return the SynthConfig for parsed arguments: --tiny base, then flags, then --set values."""
-    from egodistill.data.synth import SynthConfig
+    from egodistill.synth import SynthConfig
 
     cfg = SynthConfig.tiny() if args.tiny else SynthConfig()
     flags = {
@@ -91,7 +91,7 @@ def build_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from egodistill.data.synth import generate
+    from egodistill.synth import generate
 
     cfg = build_config(args)
     try:

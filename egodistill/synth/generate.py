@@ -1,0 +1,169 @@
+"""Orchestration: plan, render every video to JPEG frames and a WAV (in parallel), then write the
+stores through the `prepare` code, the CSVs, data.yaml and synth.json."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import yaml
+
+from egodistill.synth.annotations import ANNOTATION_FILES, UNLABELLED_FILE, write_annotations
+from egodistill.synth.audio import verb_frequencies, write_wav
+from egodistill.synth.config import SynthConfig
+from egodistill.synth.plan import VideoPlan, plan_dataset
+from egodistill.synth.render import render_video
+from egodistill.synth.vocab import VERB_POOL, noun_key
+
+STORE_FILES = {"rgb": "rgb.h5", "flow": "flow.h5", "audio": "audio.h5", "layout": "layout.h5"}
+
+
+def _render_to_disk(job: tuple[SynthConfig, VideoPlan, Path, Path]) -> tuple[str, dict[str, Any]]:
+    """Render one video into an EPIC frame folder and a WAV; return (video id, its detections)."""
+    cfg, plan, frames_dir, wav_dir = job
+    frames, dets, audio = render_video(cfg, plan)
+    vdir = frames_dir / plan.video_id
+    vdir.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
+    for i, frame in enumerate(frames):
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(frame[..., ::-1]), params)  # OpenCV wants BGR
+        if not ok:
+            raise RuntimeError(f"synth: JPEG encoding failed for video {plan.video_id}, frame {i + 1}")
+        (vdir / f"frame_{i + 1:010d}.jpg").write_bytes(buf.tobytes())
+    write_wav(wav_dir / f"{plan.video_id}.wav", audio, cfg.sample_rate)
+    dets.pop("_truth")
+    return plan.video_id, dets
+
+
+def data_config(root: Path, *, unlabelled: bool = False) -> dict[str, Any]:
+    """Return the config fragment that points a run at a synthetic dataset in `root` (with the
+    `unlabelled` split's file when the dataset has unlabelled videos)."""
+    files = dict(ANNOTATION_FILES, **({"unlabelled": UNLABELLED_FILE} if unlabelled else {}))
+    return {"data": {"reader": "epic100", "root": str(Path(root).resolve()), "files": files,
+                     "stores": dict(STORE_FILES)}}
+
+
+def generate(out: Path, cfg: SynthConfig, *, workers: int = 1, progress: bool = True, overwrite: bool = False) -> dict:
+    """Build the synthetic dataset in folder `out`; return the summary also saved in synth.json.
+
+    The dataset is built in `<out>.tmp` and renamed to `out` at the end, so `out` is either
+    complete or absent. Raises FileExistsError if `out` exists (unless `overwrite`).
+    Writes: annotations/*.csv (EPIC-100), rgb.h5, flow.h5, audio.h5, layout.h5, data.yaml
+    (config fragment) and synth.json (parameters, seed, counts, timings).
+    """
+    cfg.validate()
+    out = Path(out).expanduser().resolve()
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"synth: output folder {out} already exists (use --force to replace it)")
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():  # left over from an interrupted build
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    videos = plan_dataset(cfg)
+    work = Path(tempfile.mkdtemp(prefix="_work", dir=tmp))
+    frames_dir, wav_dir = work / "frames", work / "audio"
+    frames_dir.mkdir()
+    wav_dir.mkdir()
+    detections = _render_all([(cfg, v, frames_dir, wav_dir) for v in videos], workers, progress)
+    det_path = work / "hand_object.json"
+    with open(det_path, "w") as f:
+        json.dump(detections, f, separators=(",", ":"))
+    counts = write_annotations(tmp, cfg, videos)
+    timings["render_s"] = time.perf_counter() - t0
+
+    timings.update(_write_stores(cfg, tmp, frames_dir, wav_dir, det_path, workers, progress))
+    shutil.rmtree(work)
+
+    timings["total_s"] = time.perf_counter() - t0
+    summary = {
+        "seed": cfg.seed,
+        "params": dataclasses.asdict(cfg),
+        "videos": len(videos),
+        "frames": sum(v.num_frames for v in videos),
+        "segments": sum(len(v.segments) for v in videos),
+        "verbs": [VERB_POOL[i].key for i in range(cfg.num_verbs)],
+        "nouns": [noun_key(i) for i in range(cfg.num_nouns)],
+        "verb_frequencies_hz": [round(float(f), 1) for f in verb_frequencies(cfg)],
+        **counts,
+        "seconds": {k: round(v, 2) for k, v in timings.items()},
+    }
+    _write_text(tmp / "synth.json", json.dumps(summary, indent=1))
+    _write_text(tmp / "data.yaml", yaml.safe_dump(data_config(out, unlabelled=cfg.num_unlabelled > 0), sort_keys=False))
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return summary
+
+
+def _render_all(jobs: list[tuple[SynthConfig, VideoPlan, Path, Path]], workers: int, progress: bool) -> dict[str, Any]:
+    """Render every video to disk (`workers` processes); return the detections by video id."""
+    bar = _progress(len(jobs), "render", progress)
+    detections: dict[str, Any] = {}
+    if workers > 1:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for vid, dets in pool.map(_render_to_disk, jobs):
+                detections[vid] = dets
+                bar.update(1)
+    else:
+        for job in jobs:
+            vid, dets = _render_to_disk(job)
+            detections[vid] = dets
+            bar.update(1)
+    bar.close()
+    return detections
+
+
+def _write_stores(cfg: SynthConfig, tmp: Path, frames_dir: Path, wav_dir: Path, det_path: Path, workers: int,
+                  progress: bool) -> dict[str, float]:
+    """Pack the frames, flow, audio and layout stores through the `prepare` code; return timings."""
+    from egodistill.data.prepare.flow import prepare_flow
+    from egodistill.data.prepare.frames import prepare_frames
+    from egodistill.data.prepare.layout import prepare_layout
+    from egodistill.data.prepare.video import prepare_audio
+
+    timings = {}
+    t = time.perf_counter()
+    bars = {"workers": workers, "show_progress": progress}
+    prepare_frames(frames_dir, tmp / STORE_FILES["rgb"], fps=cfg.fps, **bars)
+    timings["rgb_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prepare_flow(tmp / STORE_FILES["rgb"], tmp / STORE_FILES["flow"], stride=cfg.flow_stride, **bars)
+    timings["flow_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    prepare_audio(sorted(wav_dir.glob("*.wav")), tmp / STORE_FILES["audio"], sample_rate=cfg.sample_rate, **bars)
+    prepare_layout(det_path, tmp / STORE_FILES["layout"], format="hand_object", show_progress=progress)
+    timings["audio_layout_s"] = time.perf_counter() - t
+    return timings
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it into place."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"synth {desc}", unit="video")
