@@ -45,7 +45,7 @@ from egodistill.engine.checkpoint import (
 )
 from egodistill.engine.evaluate import ModelPredictor, append_jsonl, count_nonfinite, evaluate_dataset
 from egodistill.engine.inputs import model_input, to_device
-from egodistill.engine.metrics import selection_metric
+from egodistill.engine.metrics import selection_key
 from egodistill.engine.objectives import Objective
 
 METRICS_FILE = "metrics.jsonl"
@@ -387,10 +387,11 @@ class Trainer:
         metrics, logits, _ = evaluate_dataset(ModelPredictor(net, self.cfg.model), self.heldout_set, self.cfg,
                                               self.info, self.accelerator, progress=self.progress, desc="held-out")
         net.train(was_training)
-        selected = selection_metric(metrics, self.cfg.train.select_metric)
+        selected, tie_break = selection_key(metrics, self.cfg.train.select_metric)
         # Weights that give NaN or infinite logits are never selected, whatever they score.
         nonfinite = count_nonfinite(logits)
-        improved = not nonfinite and (s.best is None or selected > s.best["selected"])
+        improved = not nonfinite and (
+            s.best is None or (selected, tie_break) > (s.best["selected"], s.best.get("tie_break", float("-inf"))))
         record.update(metrics)
         record["selected"] = selected
         if nonfinite:
@@ -399,7 +400,7 @@ class Trainer:
                 print(f"epoch {record['epoch']}: the model gives NaN or infinite logits on {nonfinite} held-out "
                       f"sample(s) (diverged weights?); these weights are not selected")
         if improved:
-            s.best = {**metrics, "selected": selected, "epoch": record["epoch"], "step": s.step}
+            s.best = {**metrics, "selected": selected, "tie_break": tie_break, "epoch": record["epoch"], "step": s.step}
         return improved
 
     def _write_eval(self, record: dict[str, Any], improved: bool) -> None:

@@ -316,3 +316,32 @@ def test_two_processes_evaluate_like_one(trained_run: Path, tmp_path: Path):
     l2, ids2 = load_predictions(two / "predictions" / "validation.safetensors")
     assert ids1 == ids2 and len(set(ids2)) == len(ids2)
     assert all(torch.allclose(l1[h], l2[h], atol=1e-5) for h in l1)
+
+
+def test_selection_ties_go_to_the_better_mean_head_accuracy(synth_root: Path, tmp_path: Path, monkeypatch):
+    """On a small held-out split action top-1 often ties; the tie goes to the epoch with the better
+    mean top-1 of the heads, not to the earliest epoch that reached the score."""
+    from egodistill.data.annotations import build_reader
+    from egodistill.data.dataset import build_dataset
+    from egodistill.engine import trainer as trainer_module
+    from egodistill.engine.objectives import SupervisedObjective
+    from egodistill.models import build_model
+
+    scripted = iter([(18.0, 46.0), (18.0, 58.0), (18.0, 50.0), (16.0, 70.0)])  # (action, verb) per epoch
+
+    def fake_evaluate(predictor, dataset, cfg, info, accelerator, **kw):
+        action, verb = next(scripted)
+        logits = {"verb": torch.zeros(2, 4), "noun": torch.zeros(2, 4)}
+        return {"action_top1": action, "verb_top1": verb, "noun_top1": 30.0}, logits, None
+
+    monkeypatch.setattr(trainer_module, "evaluate_dataset", fake_evaluate)
+    cfg = load_config(write_config(synth_root, tmp_path / "cfg.yaml", tmp_path / "ties",
+                                   train={"epochs": 4, "grad_accum": 1, "max_steps": 0}))
+    reader = build_reader(cfg)
+    samples = reader.samples("train")
+    model = build_model(cfg.model, {"verb": 4, "noun": 4}, 3)
+    train_set = build_dataset(cfg, "train", train=True, samples=samples[:2])
+    heldout = build_dataset(cfg, "train", train=False, samples=samples[2:4])
+    best = trainer_module.fit(cfg, tmp_path / "ties", model, SupervisedObjective(), train_set, heldout, reader.info(),
+                              progress=False)
+    assert best["epoch"] == 2 and best["verb_top1"] == 58.0
