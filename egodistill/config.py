@@ -131,10 +131,17 @@ class ModelConfig:
                 raise ConfigError(f"model.preset '{self.preset}' is only read with model.arch swin or stlt (older "
                                   f"configs); name the architecture alone: model.arch={self.preset}")
             self.arch, self.preset = self.preset, ""
-        from egodistill.models.registry import list_models, unknown_model_message
+        from egodistill.data.modalities import MODALITIES
+        from egodistill.models.registry import get_model_spec, list_models, unknown_model_message
 
         if self.arch not in list_models():
             raise ConfigError(unknown_model_message(self.arch))
+        modality = MODALITIES.get(self.modality)
+        reads = get_model_spec(self.arch).reads
+        if modality is not None and modality.reads != reads:
+            fits = [n for n in list_models() if get_model_spec(n).reads == modality.reads]
+            raise ConfigError(f"model.arch '{self.arch}' reads {reads}, but model.modality '{self.modality}' gives "
+                              f"{modality.reads}; architectures for {self.modality}: {', '.join(fits)}")
 
 
 @dataclass

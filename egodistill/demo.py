@@ -185,7 +185,7 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
     baseline (action and verb top-1, ECE) and half-frame student minus baseline; ensemble minus
     its best teacher. Keys of extra student architectures end in `_<arch>`."""
     by = {r["model"]: r for r in rows}
-    teachers = [r for r in rows[: rows.index(by["ensemble_teacher"])]]
+    teachers = rows[: rows.index(by["ensemble_teacher"])]
     out = {"ensemble_minus_best_teacher_action":
            by["ensemble_teacher"]["action_top1"] - max(r["action_top1"] for r in teachers)}
     for arch in s.students:

@@ -323,8 +323,9 @@ def test_resolve_path(tmp_path):
 def test_model_arch_is_any_registered_architecture_and_an_unknown_one_names_the_closest():
     from egodistill.models import list_models
 
-    for arch in ("swin_t", "stlt_nano", "cnn3d_micro", "r3d_18"):
+    for arch in ("swin_t", "cnn3d_micro", "r3d_18"):
         assert load_config(None, [f"model.arch={arch}"]).model.arch == arch
+    assert load_config(None, ["model.arch=stlt_nano", "model.modality=layout"]).model.arch == "stlt_nano"
     with pytest.raises(ConfigError) as e:
         load_config(None, ["model.arch=cnn3d_mikro"])
     assert "unknown model.arch 'cnn3d_mikro'" in str(e.value) and "did you mean 'cnn3d_micro'" in str(e.value)
@@ -333,6 +334,14 @@ def test_model_arch_is_any_registered_architecture_and_an_unknown_one_names_the_
 
 def test_older_configs_with_a_family_and_a_preset_read_as_the_preset():
     assert load_config(None, ["model.arch=swin", "model.preset=swin_nano"]).model.arch == "swin_nano"
-    assert load_config(None, ["model.arch=stlt", "model.preset=stlt_nano"]).model.arch == "stlt_nano"
+    assert load_config(None, ["model.arch=stlt", "model.preset=stlt_nano", "model.modality=layout"]).model.arch == "stlt_nano"
     with pytest.raises(ConfigError, match="model.arch=swin_nano"):
         load_config(None, ["model.arch=cnn3d_nano", "model.preset=swin_nano"])
+
+
+def test_an_architecture_that_cannot_read_the_modality_fails_at_load():
+    with pytest.raises(ConfigError, match=r"model.arch 'stlt_nano' reads layout, but model.modality 'rgb' gives clips"):
+        load_config(None, ["model.arch=stlt_nano", "model.modality=rgb"])
+    with pytest.raises(ConfigError, match=r"architectures for layout: stlt, stlt_nano, stlt_small"):
+        load_config(None, ["model.arch=cnn3d_nano", "model.modality=layout"])
+    assert load_config(None, ["model.arch=stlt_nano", "model.modality=layout"]).model.arch == "stlt_nano"

@@ -50,3 +50,7 @@ def test_unknown_student_architecture_fails_at_start_naming_the_closest(tmp_path
     err = capsys.readouterr().err
     assert "unknown --student 'cnn3d_nan'" in err and "cnn3d_nano" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--student", "stlt_nano"]) == 1
+    err = capsys.readouterr().err
+    assert "--student 'stlt_nano' reads layout" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()

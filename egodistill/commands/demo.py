@@ -35,13 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     from egodistill.demo import run_demo
 
-    from egodistill.models import list_models
+    from egodistill.config import ConfigError, ModelConfig
 
     for arch in args.student or []:
-        if arch not in list_models():
-            from egodistill.models.registry import unknown_model_message
-
-            raise ValueError(unknown_model_message(arch).replace("model.arch", "--student"))
+        try:
+            ModelConfig(arch=arch, modality="rgb")  # students read RGB clips
+        except ConfigError as e:
+            raise ValueError(str(e).replace("model.arch", "--student").replace("model.modality 'rgb'", "the RGB student")) from None
     run_demo(Path(args.out), seed=args.seed, quick=args.quick, students=args.student, workers=args.workers,
              overwrite=args.overwrite, progress=not args.no_progress)
     return 0

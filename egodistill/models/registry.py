@@ -28,18 +28,20 @@ class ModelSpec:
     family: str
     build: Builder
     description: str = ""
+    reads: str = "clips"  # the input it takes: "clips" [N, T, C, H, W] or "layout" (a dict of boxes)
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, *, family: str, description: str = "") -> Callable[[Builder], Builder]:
-    """Return a decorator that registers `builder` under `name` (names are unique)."""
+def register_model(name: str, *, family: str, description: str = "", reads: str = "clips") -> Callable[[Builder], Builder]:
+    """Return a decorator that registers `builder` under `name` (names are unique); `reads` is the
+    input it takes ("clips" or "layout"), checked against the modality's at config load."""
 
     def decorate(builder: Builder) -> Builder:
         if name in _MODELS:
             raise ValueError(f"model '{name}' is registered twice ({_MODELS[name].family} and {family})")
-        _MODELS[name] = ModelSpec(name, family, builder, description)
+        _MODELS[name] = ModelSpec(name, family, builder, description, reads)
         return builder
 
     return decorate

@@ -174,7 +174,7 @@ def _register(name: str, spec: dict[str, Any]) -> None:
 
     description = f"STLT layout transformer (Radevski et al. 2021): hidden {spec['hidden']}, " \
                   f"{spec['frame_layers']} + {spec['temporal_layers']} layers"
-    register_model(name, family="stlt", description=description)(build)
+    register_model(name, family="stlt", description=description, reads="layout")(build)
 
 
 for _name, _spec in STLT_PRESETS.items():

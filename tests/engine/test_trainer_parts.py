@@ -92,7 +92,7 @@ def test_model_input_folds_views_and_subsamples_frames():
     assert out.shape == (6, 4, 3, 2, 2)
     assert torch.equal(out[4], x[1, 1, ::2])  # row b*V + v
     layout = {"boxes": torch.zeros(2, 1, 4, 5, 4), "valid": torch.ones(2, 1, 4, 5, dtype=torch.bool)}
-    out = model_input({"layout": layout}, ModelConfig(modality="layout"))
+    out = model_input({"layout": layout}, ModelConfig(arch="stlt_nano", modality="layout"))
     assert out["boxes"].shape == (2, 4, 5, 4) and out["valid"].dtype == torch.bool
     with pytest.raises(KeyError, match="no 'flow' input"):
         model_input({"rgb": x, "labels": {}}, ModelConfig(modality="flow"))

@@ -31,7 +31,8 @@ def _input(arch: str, batch: int = 2, channels: int = 3):
 
 def _model(arch: str, channels: int = 3, **cfg):
     torch.manual_seed(0)
-    return build_model(ModelConfig(arch=arch, drop_path=0.0, **cfg), HEADS, channels)
+    modality = "layout" if get_model_spec(arch).reads == "layout" else "rgb"
+    return build_model(ModelConfig(arch=arch, modality=modality, drop_path=0.0, **cfg), HEADS, channels)
 
 
 def _check_architecture(arch: str, tmp_path) -> None:

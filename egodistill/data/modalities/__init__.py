@@ -57,6 +57,7 @@ class Modality:
     """A modality's loader. Subclasses set `name` and implement `channels`, `open_store`, `load`."""
 
     name: str = ""
+    reads: str = "clips"  # what its models take: "clips" [..., T, C, S, S] or "layout" (a dict of boxes)
 
     def channels(self, cfg: Config) -> int:
         """Return C, the input channels of this modality's model: of `normalize`'s output

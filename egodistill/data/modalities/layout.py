@@ -47,6 +47,7 @@ def layout_view(raw: dict[str, np.ndarray], view: ViewParams, max_boxes: int) ->
 
 class LayoutModality(Modality):
     name = "layout"
+    reads = "layout"
 
     def channels(self, cfg: Config) -> int:
         return 4  # box coordinates per detection
