@@ -260,6 +260,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# What a demo writes into its folder; --overwrite deletes only a folder holding nothing else.
+DEMO_OUTPUTS = {"synth", "runs", "clips", "report.md", "report.md.tmp", "results.json", "results.json.tmp",
+                "summary.png"}
+
+
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSettings | None = None,
              students: list[str] | None = None, workers: int = 2, overwrite: bool = False,
              progress: bool = True) -> dict[str, Any]:
@@ -276,6 +281,10 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSet
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"demo folder {out} already exists; use --overwrite to start it again or --out DIR")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_OUTPUTS and not p.name.startswith("synth"))
+        if foreign:
+            raise ValueError(f"--overwrite: {out} holds files a demo does not write ({', '.join(foreign[:5])}); "
+                             "it is not deleted. Choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -54,3 +54,13 @@ def test_unknown_student_architecture_fails_at_start_naming_the_closest(tmp_path
     err = capsys.readouterr().err
     assert "--student 'stlt_nano' reads layout" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+
+
+def test_overwrite_refuses_a_folder_the_demo_did_not_write(tmp_path, capsys):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "thesis.tex").write_text("years of work")
+    assert main(["demo", "--quick", "--out", str(folder), "--overwrite", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "thesis.tex" in err and "not deleted" in err and "Traceback" not in err
+    assert (folder / "thesis.tex").read_text() == "years of work"
