@@ -170,6 +170,11 @@ class TrainConfig:
     max_steps: int = 0  # stop after this many optimiser steps (0 = no limit); for smoke tests
     checkpoint_every: int = 0  # save last/ (full state for --resume) every N optimiser steps; 0 = at epoch ends only
     select_metric: str = ""  # held-out metric the best checkpoint maximises; "" = action_top1, else mean head top-1
+    # Which weights model.safetensors holds: the epoch that scores best on the held-out split, or
+    # the last epoch's. "last" suits small held-out splits, where picking the maximum of many noisy
+    # evaluations keeps a lucky early epoch (docs/distillation.md measures it); the held-out split
+    # is still evaluated every epoch for the training curves and, in distillation, the weights.
+    keep_weights: Literal["best", "last"] = "best"
 
 
 @dataclass

@@ -49,6 +49,7 @@ class DemoSettings:
     temperature: float = 1.0
     tau: float = 1.0
     cache_views: int = 8
+    keep_weights: str = "best"  # train.keep_weights of every run
     # The demo's world is cleaner than `SynthConfig`'s defaults, because its models train for
     # about a minute each from scratch on ~250 clips: at the defaults the audio teacher
     # never leaves the majority class (the event sound sits under the noise and the distractor
@@ -74,7 +75,7 @@ def base_config(data_yaml: Path, s: DemoSettings, seed: int) -> Config:
     d.scale_range = [1.0, 1.15]
     d.heldout_fraction = 0.15
     cfg.train = dataclasses.replace(cfg.train, epochs=s.teacher_epochs, batch_size=s.batch_size, eval_batch_size=32,
-                                    workers=0, seed=seed, log_every=50)
+                                    workers=0, seed=seed, log_every=50, keep_weights=s.keep_weights)
     cfg.optim = dataclasses.replace(cfg.optim, lr=s.lr, warmup_epochs=1.0, weight_decay=0.02)
     return cfg
 

@@ -363,8 +363,8 @@ class Trainer:
     # -- held-out evaluation --------------------------------------------------------------------
 
     def evaluate(self, epoch_done: int) -> None:
-        """Evaluate on the held-out set after `epoch_done` epochs; keep the weights when they
-        are the best so far (model.safetensors) and log the record."""
+        """Evaluate on the held-out set after `epoch_done` epochs; keep the weights
+        (model.safetensors) when they are the best so far or train.keep_weights is "last"; log the record."""
         self.check_finite()
         s = self.state
         record: dict[str, Any] = {"kind": "eval", "split": "heldout", "epoch": epoch_done, "step": s.step}
@@ -379,7 +379,8 @@ class Trainer:
         self.accelerator.wait_for_everyone()
 
     def _score_heldout(self, record: dict[str, Any]) -> bool:
-        """Add the held-out metrics to `record`; returns whether they are the best so far."""
+        """Add the held-out metrics to `record`; returns whether these weights are kept: the best
+        so far, or (train.keep_weights "last") any with finite logits."""
         s = self.state
         net = unwrap(self.model)
         was_training = net.training
@@ -399,6 +400,8 @@ class Trainer:
             if self.main:
                 print(f"epoch {record['epoch']}: the model gives NaN or infinite logits on {nonfinite} held-out "
                       f"sample(s) (diverged weights?); these weights are not selected")
+        if self.cfg.train.keep_weights == "last":
+            improved = not nonfinite
         if improved:
             s.best = {**metrics, "selected": selected, "tie_break": tie_break, "epoch": record["epoch"], "step": s.step}
         return improved
@@ -414,7 +417,7 @@ class Trainer:
             tc = self.cfg.train
             name = tc.select_metric or ("action_top1" if "action_top1" in record else "mean top-1")
             print(f"epoch {record['epoch']}: held-out {name} {record['selected']:.2f}"
-                  f"{' (best)' if improved else ''}")
+                  f"{(' (best)' if tc.keep_weights == 'best' else ' (kept)') if improved else ''}")
 
     # -- last/ ----------------------------------------------------------------------------------
 

@@ -318,16 +318,17 @@ def test_two_processes_evaluate_like_one(trained_run: Path, tmp_path: Path):
     assert all(torch.allclose(l1[h], l2[h], atol=1e-5) for h in l1)
 
 
-def test_selection_ties_go_to_the_better_mean_head_accuracy(synth_root: Path, tmp_path: Path, monkeypatch):
-    """On a small held-out split action top-1 often ties; the tie goes to the epoch with the better
-    mean top-1 of the heads, not to the earliest epoch that reached the score."""
+def fit_with_scripted_heldout(synth_root: Path, run_dir: Path, monkeypatch, scores: list[tuple[float, float]],
+                              **train) -> dict:
+    """Train a tiny model for len(scores) epochs with the held-out evaluation replaced by
+    `scores` ((action, verb) top-1 per epoch); return `fit`'s summary of the kept weights."""
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.engine import trainer as trainer_module
     from egodistill.engine.objectives import SupervisedObjective
     from egodistill.models import build_model
 
-    scripted = iter([(18.0, 46.0), (18.0, 58.0), (18.0, 50.0), (16.0, 70.0)])  # (action, verb) per epoch
+    scripted = iter(scores)
 
     def fake_evaluate(predictor, dataset, cfg, info, accelerator, **kw):
         action, verb = next(scripted)
@@ -335,13 +336,33 @@ def test_selection_ties_go_to_the_better_mean_head_accuracy(synth_root: Path, tm
         return {"action_top1": action, "verb_top1": verb, "noun_top1": 30.0}, logits, None
 
     monkeypatch.setattr(trainer_module, "evaluate_dataset", fake_evaluate)
-    cfg = load_config(write_config(synth_root, tmp_path / "cfg.yaml", tmp_path / "ties",
-                                   train={"epochs": 4, "grad_accum": 1, "max_steps": 0}))
+    cfg = load_config(write_config(synth_root, run_dir.parent / f"{run_dir.name}.yaml", run_dir,
+                                   train={"epochs": len(scores), "grad_accum": 1, "max_steps": 0, **train}))
     reader = build_reader(cfg)
     samples = reader.samples("train")
     model = build_model(cfg.model, {"verb": 4, "noun": 4}, 3)
     train_set = build_dataset(cfg, "train", train=True, samples=samples[:2])
     heldout = build_dataset(cfg, "train", train=False, samples=samples[2:4])
-    best = trainer_module.fit(cfg, tmp_path / "ties", model, SupervisedObjective(), train_set, heldout, reader.info(),
+    return trainer_module.fit(cfg, run_dir, model, SupervisedObjective(), train_set, heldout, reader.info(),
                               progress=False)
+
+
+def test_selection_ties_go_to_the_better_mean_head_accuracy(synth_root: Path, tmp_path: Path, monkeypatch):
+    """On a small held-out split action top-1 often ties; the tie goes to the epoch with the better
+    mean top-1 of the heads, not to the earliest epoch that reached the score."""
+    scores = [(18.0, 46.0), (18.0, 58.0), (18.0, 50.0), (16.0, 70.0)]
+    best = fit_with_scripted_heldout(synth_root, tmp_path / "ties", monkeypatch, scores)
     assert best["epoch"] == 2 and best["verb_top1"] == 58.0
+
+
+def test_keep_weights_last_keeps_the_final_epoch_whatever_it_scores(synth_root: Path, tmp_path: Path, monkeypatch):
+    """train.keep_weights=last: model.safetensors holds the last epoch's weights (equal to last/'s),
+    even when an earlier epoch scored better on the held-out split."""
+    from safetensors.torch import load_file
+
+    run = tmp_path / "last"
+    kept = fit_with_scripted_heldout(synth_root, run, monkeypatch, [(10.0, 40.0), (30.0, 60.0), (12.0, 41.0)],
+                                     keep_weights="last")
+    assert kept["epoch"] == 3 and kept["action_top1"] == 12.0
+    weights, final = load_file(str(run / "model.safetensors")), load_file(str(run / "last" / "model.safetensors"))
+    assert weights.keys() == final.keys() and all(torch.equal(weights[k], final[k]) for k in weights)
