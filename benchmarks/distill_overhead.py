@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import yaml
 
-from egodistill.commands.train import run_train
+from egodistill.pipelines.train import run_train
 from egodistill.config import Config, config_from_dict
 from egodistill.data.annotations import build_reader
 from egodistill.data.dataset import MultimodalDataset, build_loader

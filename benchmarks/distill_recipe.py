@@ -52,7 +52,7 @@ def action_confidence(run_dir: Path) -> float:
 
 def metrics(run_dir: Path) -> dict[str, float]:
     """Evaluate `run_dir` on the validation split (reusing a finished evaluation)."""
-    from egodistill.commands.evaluate import run_evaluate
+    from egodistill.pipelines.evaluate import run_evaluate
 
     done = run_dir / "predictions" / "validation_metrics.json"
     m = json.loads(done.read_text()) if done.is_file() else run_evaluate(run_dir, plots=False, progress=False)
@@ -80,7 +80,7 @@ def run_seed(out: Path, seed: int, points: list[str]) -> dict[str, dict[str, flo
         if ps.student_epochs != s.student_epochs:
             bname = f"rgb_baseline_E{ps.student_epochs}"
             if not (runs / bname / "model.safetensors").is_file():
-                from egodistill.commands.train import run_train
+                from egodistill.pipelines.train import run_train
                 from egodistill.demo import run_config
 
                 run_train(run_config(base, runs / bname, "rgb", ps.students[0], ps.student_epochs), progress=False)

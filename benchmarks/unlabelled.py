@@ -51,7 +51,7 @@ def unlabelled_videos(s: DemoSettings, seed: int, quick: bool, factor: float, he
 
 def run_seed(out: Path, s: DemoSettings, seed: int, *, quick: bool, factor: float, workers: int,
              progress: bool) -> dict[str, dict[str, float]]:
-    from egodistill.commands.evaluate import run_evaluate
+    from egodistill.pipelines.evaluate import run_evaluate
     from egodistill.synth import generate
 
     root = out / f"seed{seed}" / "synth"

@@ -115,7 +115,7 @@ def student_names(arch: str, s: DemoSettings) -> list[tuple[str, int]]:
 def train_models(base: Config, runs: Path, s: DemoSettings, *, progress: bool, log=print) -> list[Path]:
     """Train the RGB baseline of every student architecture and the flow, audio and layout
     teachers on the labels; return the ensemble's teachers (the first baseline, then the others)."""
-    from egodistill.commands.train import run_train
+    from egodistill.pipelines.train import run_train
 
     for arch in s.students:
         name = baseline_name(arch, s)
@@ -141,7 +141,7 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
     """Distil the ensemble of `teachers` into student `name` (RGB, `arch`) through the teacher
     cache at `cache_path` (default `runs/teacher_cache.h5`, built by the first student and reused
     by the others); return its run folder."""
-    from egodistill.commands.distill import run_distill
+    from egodistill.pipelines.distill import run_distill
 
     cfg = run_config(base, runs / name, "rgb", arch, s.student_epochs, frame_step=frame_step)
     cfg.distill = dataclasses.replace(
@@ -154,7 +154,7 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
 
 def evaluate_models(runs: Path, s: DemoSettings, teachers: list[Path], *, progress: bool) -> list[dict[str, Any]]:
     """Evaluate every run and the ensemble teacher on the validation split; return the table's rows."""
-    from egodistill.commands.evaluate import run_evaluate
+    from egodistill.pipelines.evaluate import run_evaluate
 
     def row(name: str, modality: str, arch: str, frames: int, ensemble: bool = False) -> dict[str, Any]:
         m = run_evaluate(runs / name, teachers=ensemble, progress=progress)

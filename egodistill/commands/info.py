@@ -1,12 +1,14 @@
-"""`egodistill info CONFIG`: the model's parameters, GFLOPs per view and measured clips/s."""
+"""`egodistill info CONFIG`: the model's parameters, GFLOPs per view and measured clips/s.
+
+Parses the arguments, calls `egodistill.pipelines.info.describe_model` and prints its rows.
+"""
 from __future__ import annotations
 
 import argparse
 
-ORDER = 80
+from egodistill.pipelines.info import describe_model
 
-# Heads of each dataset family, used when the config names none and no --heads flag is given.
-DEFAULT_HEADS = {"epic100": {"verb": 97, "noun": 300}, "ssv2": {"action": 174}, "something_else": {"action": 174}}
+ORDER = 80
 
 
 def _heads(text: str) -> dict[str, int]:
@@ -45,47 +47,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from egodistill.config import load_config
-    from egodistill.data.modalities import get_modality
-    from egodistill.engine.inputs import example_input
-    from egodistill.models import build_model, model_cost
-    from egodistill.models.cost import count_flops, count_params
 
     if args.list:
         return list_architectures()
     if not args.config:
         raise ValueError("egodistill info needs a CONFIG (or --list for the registered architectures)")
     cfg = load_config(args.config, args.overrides)
-    heads = args.heads or cfg.model.heads or DEFAULT_HEADS.get(cfg.data.reader)
-    if not heads:
-        raise ValueError(f"{args.config}: no heads in model.heads and none known for reader '{cfg.data.reader}'; pass --heads")
-    frames = args.frames or max(1, cfg.data.num_frames // max(1, cfg.model.frame_step))
-    size = args.size or cfg.data.size
-    # Weights do not change the cost: skip `model.pretrained` (the file may not be on this machine).
-    cfg.model.pretrained = ""
-    channels = get_modality(cfg.model.modality).channels(cfg)
-    model = build_model(cfg.model, heads, channels)
-    x = example_input(cfg, frames, size, args.batch)
-    if args.no_timing:
-        cost = {"params": count_params(model), "gflops": count_flops(model, x) / args.batch / 1e9}
-    else:
-        cost = model_cost(model, x, min_seconds=args.seconds)
-    view = "x".join(str(n) for n in x.shape[1:]) if isinstance(x, torch.Tensor) else f"{frames} frames of boxes"
-    rows = [
-        ("model", f"{cfg.model.arch} ({cfg.model.modality})"),
-        ("heads", ", ".join(f"{k} {v}" for k, v in heads.items())),
-        ("view", view),
-        ("parameters", f"{cost['params']:,} ({cost['params'] / 1e6:.2f} M)"),
-        ("GFLOPs / view", f"{cost['gflops']:.3f}"),
-    ]
-    if "fwd_clips_s" in cost:
-        rows += [
-            (f"forward clips/s (batch {args.batch})", f"{cost['fwd_clips_s']:.2f}"),
-            (f"fwd+bwd clips/s (batch {args.batch})", f"{cost['fwdbwd_clips_s']:.2f}"),
-            ("threads", str(torch.get_num_threads())),
-        ]
+    rows = describe_model(cfg, heads=args.heads, frames=args.frames, size=args.size, batch=args.batch,
+                          seconds=args.seconds, timing=not args.no_timing, where=args.config)
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"{k:<{width}}  {v}")

@@ -1,9 +1,15 @@
-"""`egodistill predict VIDEO... --run RUN | --model FILE`: top classes of video files, or their timelines."""
+"""`egodistill predict VIDEO... --run RUN | --model FILE`: top classes of video files, or their timelines.
+
+Parses the arguments, calls `egodistill.pipelines.predict` and prints the records.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from typing import Any
+
+from egodistill.pipelines.predict import predict_files, predict_timelines
 
 ORDER = 60
 
@@ -55,21 +61,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from egodistill.engine.predict import format_prediction, load_predictor, predict_clips
-    from egodistill.engine.stream import video_files
+    from egodistill.engine.predict import format_prediction
 
-    if args.top < 1:
-        raise ValueError(f"--top must be at least 1, got {args.top}")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
     timeline_only = [flag for flag, value in (("--hop", args.hop), ("--json-out", args.json_out),
                                               ("--csv", args.csv), ("--plot", args.plot)) if value]
     if timeline_only and args.window is None:
         raise ValueError(f"{', '.join(timeline_only)} go with a timeline: add --window SECONDS")
-    videos = video_files(args.videos)
-    predictor = load_predictor(run=args.run, model=args.model, device=args.device, weights=args.weights)
+    source = dict(run=args.run, model=args.model, device=args.device, weights=args.weights, top=args.top,
+                  batch_size=args.batch_size)
     if args.window is None:
-        results = predict_clips(videos, predictor, k=args.top, batch_size=args.batch_size)
+        results = predict_files(args.videos, **source)
         if args.json:
             print(json.dumps(results, indent=1, allow_nan=False))  # standard JSON only
         else:
@@ -78,17 +79,17 @@ def main(args: argparse.Namespace) -> int:
             if r.get("warning"):
                 print(f"egodistill predict: warning: {r['video']}: {r['warning']}", file=sys.stderr)
         return 0
+    return _timelines(args, source)
 
-    from egodistill.engine.timeline import stream_videos
 
-    hop = args.hop if args.hop is not None else args.window / 2
+def _timelines(args: argparse.Namespace, source: dict[str, Any]) -> int:
+    """Run `predict_timelines` for `--window` and print its output; returns the exit code."""
     to_stdout = args.json or args.csv == "-"
     csv_file = None if args.csv == "-" else args.csv
     try:
-        records = stream_videos(videos, predictor, window=args.window, hop=hop, k=args.top,
-                                batch_size=args.batch_size, json_out=args.json_out, csv_out=csv_file,
-                                plot=args.plot, echo=None if to_stdout else print,
-                                progress=not args.no_progress and sys.stderr.isatty())
+        records = predict_timelines(args.videos, window=args.window, hop=args.hop, json_out=args.json_out,
+                                    csv_out=csv_file, plot=args.plot, echo=None if to_stdout else print,
+                                    progress=not args.no_progress and sys.stderr.isatty(), **source)
     except KeyboardInterrupt:
         done = [p for p in (args.json_out, csv_file, args.plot) if p]
         print(f"egodistill predict: interrupted; {', '.join(map(str, done)) or 'the output'} "

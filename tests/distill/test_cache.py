@@ -119,7 +119,7 @@ def test_replay_choice_is_deterministic_and_uses_every_view():
 def test_cache_fingerprint_follows_the_views_not_the_batch_dtype(tmp_path):
     from types import SimpleNamespace
 
-    from egodistill.commands.distill import cache_fingerprint
+    from egodistill.pipelines.distill import cache_fingerprint
     from egodistill.config import Config, DataConfig
 
     run = tmp_path / "teacher"

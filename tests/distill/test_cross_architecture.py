@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from egodistill.commands.distill import run_distill
-from egodistill.commands.evaluate import run_evaluate
-from egodistill.commands.train import run_train
+from egodistill.pipelines.distill import run_distill
+from egodistill.pipelines.evaluate import run_evaluate
+from egodistill.pipelines.train import run_train
 from egodistill.config import Config, config_from_dict, load_config
 
 

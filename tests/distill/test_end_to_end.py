@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from egodistill.commands.distill import run_distill
-from egodistill.commands.evaluate import run_evaluate
-from egodistill.commands.train import run_train
+from egodistill.pipelines.distill import run_distill
+from egodistill.pipelines.evaluate import run_evaluate
+from egodistill.pipelines.train import run_train
 from egodistill.config import Config
 from egodistill.distill.cache import TeacherCache
 

@@ -60,7 +60,7 @@ def eval_records(run_dir: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def trained_run(synth_root: Path, tmp_path_factory) -> Path:
     """A tiny RGB run trained in this process (2 epochs)."""
-    from egodistill.commands.train import run_train
+    from egodistill.pipelines.train import run_train
 
     tmp = tmp_path_factory.mktemp("run")
     cfg = load_config(write_config(synth_root, tmp / "cfg.yaml", tmp / "rgb"))
@@ -113,7 +113,7 @@ def test_existing_run_folder_is_refused(trained_run: Path, synth_root: Path, tmp
 
 KILL_AFTER_STEP_1 = """
 import os, signal
-from egodistill.commands.train import run_train
+from egodistill.pipelines.train import run_train
 from egodistill.config import load_config
 
 def kill_after_step_1(trainer):
@@ -198,7 +198,7 @@ def test_nan_loss_stops_naming_the_step(synth_root: Path, tmp_path: Path):
 
 
 def test_evaluate_averages_views_and_saves_everything(trained_run: Path, tmp_path: Path):
-    from egodistill.commands.evaluate import run_evaluate
+    from egodistill.pipelines.evaluate import run_evaluate
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.engine.checkpoint import load_run
@@ -234,7 +234,7 @@ def test_evaluate_averages_views_and_saves_everything(trained_run: Path, tmp_pat
 
 
 def test_head_mismatch_is_explained(trained_run: Path, synth_root: Path, tmp_path: Path):
-    from egodistill.commands.evaluate import run_evaluate
+    from egodistill.pipelines.evaluate import run_evaluate
 
     verbs = tmp_path / "verbs.csv"
     text = (synth_root / "annotations" / "EPIC_100_verb_classes.csv").read_text().rstrip("\n").splitlines()
