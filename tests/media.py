@@ -30,11 +30,12 @@ def frame_image(i: int, height: int, width: int) -> np.ndarray:
 
 def write_video(path: Path, *, seconds: float | None = None, frames: int | None = None, fps: int = 10,
                 size: tuple[int, int] = (36, 48), codec: str = "libx264", times: list[float] | None = None,
-                rotation: int = 0) -> Path:
+                rotation: int = 0, faststart: bool = False) -> Path:
     """Write a test video; `times`: explicit frame times in seconds (a variable frame rate, mkv);
-    `size`: (height, width); `rotation`: display-matrix rotation (degrees counterclockwise)."""
+    `size`: (height, width); `rotation`: display-matrix rotation (degrees counterclockwise);
+    `faststart`: mp4 index before the data (a file cut short still opens and announces all frames)."""
     h, w = size
-    container = av.open(str(path), "w")
+    container = av.open(str(path), "w", options={"movflags": "faststart"} if faststart else None)
     if times is not None:
         stream = container.add_stream(codec, rate=1000)
         stream.codec_context.time_base = Fraction(1, 1000)

@@ -101,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=_RATE, help="resample frames to this rate (default: the video's)")
     p.add_argument("--sample-rate", type=_COUNT, default=24000, help="audio sample rate in Hz (default 24000)")
     p.add_argument("--allow-silent", action="store_true", help="store silence for videos without audio instead of failing")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help="pack the frames that decode from a file cut short (fewer frames than its header "
+                        "announces) and warn, instead of failing")
     _common(p)
     p.set_defaults(func=run_video)
 
@@ -203,6 +206,7 @@ def run_video(args) -> int:
     return _report(prepare_video(paths, args.rgb, None if args.no_audio else args.audio,
                                  short_side=args.short_side, quality=args.quality, fps=args.fps,
                                  sample_rate=args.sample_rate, allow_silent=args.allow_silent,
+                                 allow_truncated=args.allow_truncated,
                                  workers=args.workers, resume=not args.overwrite, show_progress=not args.quiet,
                                  dry_run=args.dry_run))
 

@@ -188,10 +188,83 @@ def free_space(path: str | os.PathLike) -> int:
     """Return the free bytes of the file system that `path` (or its nearest existing parent) is on."""
     import shutil
 
-    p = Path(path).resolve()
-    while not p.exists() and p != p.parent:
-        p = p.parent
-    return shutil.disk_usage(p).free
+    return shutil.disk_usage(_existing(Path(path).resolve())).free
+
+
+def _existing(path: Path) -> Path:
+    """Return `path` or its nearest existing parent (an output folder may not exist yet)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+# Room kept free beyond a video's payload: HDF5's per-element (a vlen heap object and its
+# reference, ~48 bytes) and per-video (object header, attributes, index) overhead, and the
+# metadata flushed on close. A write that meets a full disk crashes inside h5py (a segfault,
+# not an exception), so the check must err on the side of room.
+_OVERHEAD = 1.05
+_PER_ELEMENT = 64
+_RESERVE = 8 << 20
+
+
+class SpaceCheck:
+    """Checks, before anything is written to the stores at `paths`, that their disks have room.
+
+    Built before the writers: on a resume that starts from a copy of a store (no `<path>.tmp`
+    yet), the copy must fit. `check(video, (payload, elements), ...)`, one pair a store, before
+    each video: its payload (known exactly: the encoded frames or samples are in memory) times
+    the file growth per payload byte measured so far (5 % for the first video), plus per-element
+    and fixed overhead; stores on one disk add up. Raises OSError naming the folder, the space
+    needed and the space free.
+    """
+
+    def __init__(self, *paths: str | os.PathLike, resume: bool = True):
+        from egodistill.data.stores import tmp_path_of
+
+        self.paths = [Path(p) for p in paths]
+        self.tmps = [tmp_path_of(p) for p in self.paths]
+        self.written = [0] * len(paths)                 # payload bytes written through this check
+        self.start: list[int] | None = None              # sizes of the .tmp files at the first check
+        copies = [p.stat().st_size if resume and p.is_file() and not t.exists() else 0
+                  for p, t in zip(self.paths, self.tmps)]
+        copied = " and ".join(p.name for p, c in zip(self.paths, copies) if c)
+        start = f"to start from a copy of {copied}" if copied else f"to start {' and '.join(p.name for p in self.paths)}"
+        self._require([c + _RESERVE for c in copies], f"{start} (nothing written)")
+
+    def check(self, video_id: str, *payloads: tuple[int, int]) -> None:
+        """Raise unless the next video fits: `payloads` = (bytes, frames or blocks) a store."""
+        sizes = [t.stat().st_size if t.exists() else 0 for t in self.tmps]
+        if self.start is None:
+            self.start = sizes
+        needs = []
+        for i, (nbytes, elements) in enumerate(payloads):
+            grown = (sizes[i] - self.start[i]) / self.written[i] if self.written[i] else 0.0
+            needs.append(int(nbytes * max(_OVERHEAD, grown)) + _PER_ELEMENT * elements + _RESERVE)
+        tmps = " and ".join(t.name for t in self.tmps)
+        kept = "".join(f"; {p.name} is unchanged" for p in self.paths if p.exists())
+        self._require(needs, f"for video {video_id} (not written; {tmps} keep{'s' * (len(self.tmps) == 1)} the "
+                             f"videos done so far and a rerun resumes from {'it' if len(self.tmps) == 1 else 'them'}"
+                             f"{kept})")
+        for i, (nbytes, _) in enumerate(payloads):
+            self.written[i] += nbytes
+
+    def _require(self, needs: list[int], what: str) -> None:
+        """Raise unless each disk has the sum of the `needs` of the stores on it."""
+        folders: dict[int, Path] = {}   # disk (st_dev) -> the first output folder on it
+        totals: dict[int, int] = {}
+        for path, need in zip(self.paths, needs):
+            dev = _existing(path.parent.absolute()).stat().st_dev
+            folders.setdefault(dev, Path(os.path.abspath(path.parent)))
+            totals[dev] = totals.get(dev, 0) + need
+        for dev, need in totals.items():
+            free = free_space(folders[dev])
+            if free < need:
+                raise OSError(f"not enough free disk space in {folders[dev]} {what}: needs ~{_size(need)}, "
+                              f"{_size(free)} free")
+
+
+def _size(nbytes: float) -> str:
+    return f"{nbytes / 1e9:,.2f} GB" if nbytes >= 1e9 else f"{nbytes / 1e6:,.1f} MB"
 
 
 def estimate(command: str, outs: list[str | os.PathLike], todo: list[tuple[str, int]], skipped: int, workers: int,
@@ -218,6 +291,6 @@ def estimate(command: str, outs: list[str | os.PathLike], todo: list[tuple[str, 
             report.frames = total
             report.samples = int(samples * scale)
     existing = sum(Path(o).stat().st_size for o in outs if Path(o).is_file() and not (Path(str(o) + ".tmp")).exists())
-    report.need = report.bytes * 1.05 + existing  # HDF5 overhead; a resumed store is copied to <out>.tmp first
+    report.need = report.bytes * _OVERHEAD + existing  # HDF5 overhead; a resumed store is copied to <out>.tmp first
     report.free = free_space(outs[0])
     return report

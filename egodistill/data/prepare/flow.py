@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from egodistill.data.prepare.common import (
-    DryRun, PrepareSummary, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
+    DryRun, PrepareSummary, SpaceCheck, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
 )
 from egodistill.data.stores import FlowWriter, RGBStore
 
@@ -170,11 +170,13 @@ def prepare_flow(rgb_path: str | os.PathLike, flow_out: str | os.PathLike, *, st
 
             return estimate(summary.command, [flow_out], [(v, len(flow_pairs(rgb.num_frames(v), stride))) for v in todo],
                             len(video_ids) - len(todo), workers, sample)
+        space = SpaceCheck(flow_out, resume=resume)
         with FlowWriter(flow_out, resume=resume) as w:
             todo = [(str(rgb_path), v, stride, bound, method, quality) for v in video_ids if not w.has_video(v)]
             summary.skipped = len(video_ids) - len(todo)
             bar = progress(len(todo), "prepare flow", show_progress)
             for vid, us, vs, first, fps, (h, wd) in imap_workers(_job, todo, workers):
+                space.check(vid, (sum(map(len, us)) + sum(map(len, vs)), 2 * len(us)))
                 w.add_video(vid, us, vs, fps=fps / stride, first_frame=first, stride=stride, bound=bound,
                             height=h, width=wd, method=method, rgb_first_frame=first,
                             quantisation="q = round(clip(flow, -bound, bound) / bound * 127.5 + 127.5)")

@@ -27,7 +27,8 @@ import cv2
 import numpy as np
 
 from egodistill.data.prepare.common import (
-    DryRun, PrepareSummary, Timer, check_workers, complete_videos, estimate, imap_workers, natural_key, progress,
+    DryRun, PrepareSummary, SpaceCheck, Timer, check_workers, complete_videos, estimate, imap_workers, natural_key,
+    progress,
 )
 from egodistill.data.stores import FlowWriter, RGBWriter, check_jpeg, check_video_id, jpeg_size
 
@@ -299,11 +300,13 @@ def prepare_frames(frames_dir: str | os.PathLike, out_path: str | os.PathLike, *
             source = dict(dirs)
             return _dry_run("prepare frames", out_path, list(source), lambda vid: count_frames(source[vid]),
                             lambda vid: _rgb_job((vid, source[vid], on_gap, verify)), resume, workers)
+        space = SpaceCheck(out_path, resume=resume)
         with RGBWriter(out_path, resume=resume) as w:
             todo = [(vid, d, on_gap, verify) for vid, d in dirs if not w.has_video(vid)]
             summary.skipped = len(dirs) - len(todo)
             bar = progress(len(todo), "prepare frames", show_progress)
             for vid, blobs, first, (h, wd), gaps in imap_workers(_rgb_job, todo, workers):
+                space.check(vid, (sum(map(len, blobs)), len(blobs)))
                 w.add_video(vid, blobs, fps=_fps_of(fps, vid), first_frame=first, height=h, width=wd)
                 if gaps:
                     summary.warnings.append(f"video {vid}: filled missing frame(s) {_describe_gaps(gaps)}")
@@ -409,11 +412,13 @@ def prepare_flow_frames(flow_dir: str | os.PathLike, out_path: str | os.PathLike
 
             return _dry_run("prepare flow-frames", out_path, list(by_vid), count,
                             lambda vid: _flow_job((vid, *by_vid[vid], on_gap, verify)), resume, workers)
+        space = SpaceCheck(out_path, resume=resume)
         with FlowWriter(out_path, resume=resume) as w:
             todo = [(vid, u, v, on_gap, verify) for vid, u, v in dirs if not w.has_video(vid)]
             summary.skipped = len(dirs) - len(todo)
             bar = progress(len(todo), "prepare flow-frames", show_progress)
             for vid, us, vs, first, (h, wd), gaps in imap_workers(_flow_job, todo, workers):
+                space.check(vid, (sum(map(len, us)) + sum(map(len, vs)), 2 * len(us)))
                 w.add_video(vid, us, vs, fps=_fps_of(fps, vid) / stride, first_frame=first, stride=stride,
                             bound=bound, height=h, width=wd, source="flow frames")
                 if gaps:

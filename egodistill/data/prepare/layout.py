@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from egodistill.data.prepare.common import DryRun, PrepareSummary, Timer, complete_videos, free_space, natural_key, progress
+from egodistill.data.prepare.common import (
+    DryRun, PrepareSummary, SpaceCheck, Timer, complete_videos, free_space, natural_key, progress,
+)
 from egodistill.data.stores import (
     CATEGORY_HAND, CATEGORY_OBJECT, LayoutWriter, SIDE_LEFT, SIDE_NONE, SIDE_RIGHT, STATE_NONE, check_video_id,
 )
@@ -287,6 +289,7 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
         estimated, dropped = [], 0
         done = complete_videos(out_path) if dry_run and resume else set()
         # --dry-run converts every video in memory (fast) and writes nothing
+        space = None if dry_run else SpaceCheck(out_path, resume=resume)
         with (contextlib.nullcontext() if dry_run else LayoutWriter(out_path, resume=resume)) as w:
             todo = [v for v in ids if not (w.has_video(check_video_id(str(v))) if w else check_video_id(str(v)) in done)]
             summary.skipped = len(ids) - len(todo)
@@ -309,6 +312,7 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
                                            object_threshold=object_threshold, source=str(source))
                 arrays = vb.arrays()
                 if w is not None:
+                    space.check(vid, (sum(a.nbytes for a in arrays.values()), len(arrays)))
                     w.add_video(vid, first_frame=vb.first, source_format=format, **arrays)
                 dropped += vb.dropped
                 summary.videos += 1

@@ -6,6 +6,12 @@ Video (mp4, webm, mkv, avi, anything FFmpeg decodes): frames are resized so the 
 the last decoded frame whose timestamp is <= k / fps, for k while k / fps is within the video
 (frames are repeated when `fps` exceeds the source rate, dropped when below).
 
+A file that decodes clearly fewer frames than its header announces (a faststart mp4 cut
+short: its index is whole, its data ends early) is an error naming the file, the frames expected
+and the time where decoding stopped, unless `allow_truncated`, which packs what decoded and
+reports it in the summary. Containers whose header gives neither a frame count nor a duration
+cannot be checked.
+
 Audio: the first audio stream, downmixed to mono and resampled to `sample_rate` by FFmpeg's
 resampler, stored float32 in [-1, 1]. A video without audio is an error naming the file unless
 `allow_silent`, which stores zeros as long as the video (and reports it in the summary).
@@ -23,7 +29,7 @@ import cv2
 import numpy as np
 
 from egodistill.data.prepare.common import (
-    DryRun, PrepareSummary, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
+    DryRun, PrepareSummary, SpaceCheck, Timer, check_workers, complete_videos, estimate, imap_workers, progress,
 )
 from egodistill.data.stores import AudioWriter, RGBWriter, check_video_id
 
@@ -69,7 +75,8 @@ class _AudioCollector:
 def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int = 90, fps: float | None = None,
                  sample_rate: int = 24000, want_audio: bool = True) -> dict:
     """Decode one video file; return {"jpegs": list[bytes], "fps": float, "height", "width",
-    "audio": float32 [n] or None when the file has no audio stream, "duration": seconds}.
+    "audio": float32 [n] or None when the file has no audio stream, "duration": seconds,
+    "truncated": a note when fewer frames decoded than the header announces, else None}.
 
     Raises ValueError naming the file when it cannot be opened or decoded or has no video stream.
     """
@@ -130,7 +137,7 @@ def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int
             raise ValueError(f"{path}: decoding failed after {n_decoded} video frame(s) ({e})") from None
         if n_decoded == 0 or size is None:
             raise ValueError(f"{path}: no video frames could be decoded")
-        warning = _truncation(vstream, n_decoded, src_fps, last_time)
+        truncated = _truncation(vstream, n_decoded, src_fps, last_time)
         duration = n_decoded / src_fps if src_fps else last_time
         if fps:
             # Cover the source's duration: frames up to the end of the last decoded frame's display.
@@ -141,7 +148,7 @@ def decode_video(path: str | os.PathLike, *, short_side: int = 256, quality: int
     finally:
         container.close()
     return {"jpegs": jpegs, "fps": out_fps, "height": size[0], "width": size[1], "audio": audio,
-            "duration": duration, "warning": warning}
+            "duration": duration, "truncated": truncated}
 
 
 def _truncation(vstream, n_decoded: int, src_fps: float, last_time: float) -> str | None:
@@ -155,6 +162,18 @@ def _truncation(vstream, n_decoded: int, src_fps: float, last_time: float) -> st
     total = f" of {expected / src_fps:.2f} s" if src_fps else ""
     return (f"truncated: decoded {n_decoded} of {expected} frames; decoding stopped at {last_time:.2f} s{total}, "
             f"the rest of the file is missing or unreadable")
+
+
+def _check_truncated(vid: str, path: Path, out: dict, allow: bool, summary: PrepareSummary) -> None:
+    """Refuse a video cut short (its note in `out["truncated"]`), or with `allow` record it as a
+    warning: packing part of a video without a word would shift nothing but silently lose the
+    segments past the cut."""
+    note = out.get("truncated")
+    if not note:
+        return
+    if not allow:
+        raise ValueError(f"{path}: {note} (use --allow-truncated to pack the frames that decode)")
+    summary.warnings.append(f"video {vid} ({path.name}): {note}; packed the {len(out['jpegs'])} frames that decode")
 
 
 def decode_audio(path: str | os.PathLike, *, sample_rate: int = 24000) -> np.ndarray:
@@ -231,11 +250,12 @@ def _video_job(job):
 def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.PathLike,
                   audio_out: str | os.PathLike | None, *, short_side: int = 256, quality: int = 90,
                   fps: float | None = None, sample_rate: int = 24000, allow_silent: bool = False,
-                  workers: int = 1, resume: bool = True, show_progress: bool = True,
+                  allow_truncated: bool = False, workers: int = 1, resume: bool = True, show_progress: bool = True,
                   dry_run: bool = False) -> PrepareSummary | DryRun:
     """Decode video files into rgb.h5 (`rgb_out`) and audio.h5 (`audio_out`, None: skip audio).
 
-    A video is skipped on a rerun when it is complete in both outputs. Both outputs are replaced
+    A truncated file is an error unless `allow_truncated` (module docstring). A video is
+    skipped on a rerun when it is complete in both outputs. Both outputs are replaced
     only when every video is done; any error leaves the previous outputs intact.
     """
     if not 1 <= int(quality) <= 100:
@@ -260,6 +280,7 @@ def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.Pa
 
             return estimate("prepare video", [rgb_out] + ([audio_out] if audio_out else []),
                             [(vid, n) for (vid, _), n in zip(todo, counts)], len(items) - len(todo), workers, sample)
+        space = SpaceCheck(rgb_out, *([audio_out] if audio_out else []), resume=resume)
         rgb_w = RGBWriter(rgb_out, resume=resume)
         audio_w = AudioWriter(audio_out, resume=resume) if audio_out else None
         try:
@@ -268,6 +289,7 @@ def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.Pa
             summary.skipped = len(items) - len(todo)
             bar = progress(len(todo), "prepare video", show_progress)
             for vid, path, out in imap_workers(_video_job, todo, workers):
+                _check_truncated(vid, path, out, allow_truncated, summary)
                 wave = out["audio"]
                 if audio_w is not None and wave is None:
                     if not allow_silent:
@@ -275,8 +297,8 @@ def prepare_video(video_paths: Sequence[str | os.PathLike], rgb_out: str | os.Pa
                                          f"(use --allow-silent to store silence, or --no-audio)")
                     wave = np.zeros(int(round(len(out["jpegs"]) / out["fps"] * sample_rate)), np.float32)
                     summary.warnings.append(f"video {vid} ({path.name}): no audio stream, stored silence")
-                if out.get("warning"):
-                    summary.warnings.append(f"video {vid} ({path.name}): {out['warning']}")
+                space.check(vid, (sum(map(len, out["jpegs"])), len(out["jpegs"])),
+                            *([(wave.nbytes, 1)] if audio_w is not None else []))
                 rgb_w.add_video(vid, out["jpegs"], fps=out["fps"], first_frame=1, height=out["height"],
                                 width=out["width"], source=path.name)
                 if audio_w is not None:
@@ -327,11 +349,13 @@ def prepare_audio(audio_paths: Sequence[str | os.PathLike], audio_out: str | os.
 
             return estimate("prepare audio", [audio_out], [(vid, n) for (vid, _), n in zip(todo, counts)],
                             len(items) - len(todo), workers, sample)
+        space = SpaceCheck(audio_out, resume=resume)
         with AudioWriter(audio_out, resume=resume) as w:
             todo = [(vid, p, sample_rate) for vid, p in items if not w.has_video(vid)]
             summary.skipped = len(items) - len(todo)
             bar = progress(len(todo), "prepare audio", show_progress)
             for vid, wave in imap_workers(_audio_job, todo, workers):
+                space.check(vid, (wave.nbytes, 1))
                 w.add_video(vid, wave, sample_rate=sample_rate)
                 summary.videos += 1
                 summary.samples += len(wave)
