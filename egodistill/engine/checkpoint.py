@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from egodistill.atomic import atomic_path, write_json
 from egodistill.config import Config, load_config, save_config
 from egodistill.data.records import DatasetInfo
 
@@ -41,17 +42,8 @@ class CheckpointError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Small atomic writers
+# JSON and weights files (written through egodistill.atomic)
 # ---------------------------------------------------------------------------------------------
-
-
-def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -87,9 +79,8 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
         if ptr in seen and ptr != -1:
             state[k] = v.clone()
         seen[ptr] = k
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:

@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 from torch.utils.data import Sampler
 
+from egodistill.atomic import atomic_path
 from egodistill.data.records import DatasetInfo, Sample
 from egodistill.engine.inputs import average_views, to_device
 from egodistill.engine.metrics import (
@@ -176,10 +177,9 @@ def save_predictions(path: str | os.PathLike, logits: dict[str, Tensor], ids: li
     """Write per-sample logits as safetensors (`logits.<head>` [N, C]; ids in the metadata) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({f"logits.{h}": z.float().contiguous() for h, z in logits.items()}, str(tmp),
-              metadata={"ids": json.dumps(ids)})
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({f"logits.{h}": z.float().contiguous() for h, z in logits.items()}, str(tmp),
+                  metadata={"ids": json.dumps(ids)})
     return path
 
 
@@ -223,22 +223,6 @@ def epic_submission(logits: dict[str, Tensor], ids: list[str], *, sls_pt: int = 
             }
     return {"version": "0.2", "challenge": "action_recognition", "sls_pt": sls_pt, "sls_tl": sls_tl,
             "sls_td": sls_td, "results": results}
-
-
-def write_json(path: str | os.PathLike, data: Any, indent: int | None = None) -> Path:
-    """Write standard JSON (no NaN / Infinity) atomically; returns the path."""
-    path = Path(path)
-    text = json.dumps(data, indent=indent, allow_nan=False)  # fails before anything is written
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
 
 
 def append_jsonl(path: str | os.PathLike, record: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from egodistill.atomic import atomic_path
 from egodistill.config import DataConfig
 from egodistill.data.records import DatasetInfo
 from egodistill.data.views import normalize_uint8
@@ -281,9 +282,8 @@ def export_model(model: nn.Module, spec: ClipSpec, fmt: str, out: str | os.PathL
     if missing:
         raise ValueError(f"the model's heads {missing} have no class names in the run's info.json "
                          f"(heads there: {list(spec.info.heads)})")
-    tmp = out.with_name(f".tmp-{out.name}")  # the suffix kept: torch.export.load wants .pt2
-    side_tmp = out.with_name(f".tmp-{out.name}.json")
-    try:
+    # the model is renamed into place first, then its sidecar; the suffix kept: torch.export.load wants .pt2
+    with atomic_path(sidecar_path(out), keep_suffix=True) as side_tmp, atomic_path(out, keep_suffix=True) as tmp:
         write_model(model, heads, fmt, tmp, random_clips(spec, 2, seed=0))
         run = load_runner(tmp, fmt, heads)
         inputs = [random_clips(spec, 1, seed=1), random_clips(spec, 3, seed=2)]
@@ -294,13 +294,7 @@ def export_model(model: nn.Module, spec: ClipSpec, fmt: str, out: str | os.PathL
                  "real_clips": 0 if real_clips is None else int(real_clips.shape[0] * real_clips.shape[1]),
                  "runtime": "onnxruntime " + require_onnx(False).__version__ if fmt == "onnx" else "torch"}
         record = sidecar(spec, fmt, out.name, heads, arch=arch, check=check, extra=extra)
-        with open(side_tmp, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=1, allow_nan=False)
-        os.replace(tmp, out)
-        os.replace(side_tmp, sidecar_path(out))
-    finally:
-        for p in (tmp, side_tmp):
-            p.unlink(missing_ok=True)
+        side_tmp.write_text(json.dumps(record, indent=1, allow_nan=False), encoding="utf-8")
     return ExportResult(out, sidecar_path(out), worst, n)
 
 

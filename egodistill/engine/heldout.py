@@ -9,10 +9,10 @@ teacher weights (samples no teacher trained on).
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 
+from egodistill.atomic import write_json
 from egodistill.data.records import Sample
 
 HELDOUT_FILE = "heldout.json"
@@ -46,11 +46,7 @@ def write_heldout(run_dir: str | os.PathLike, heldout: list[Sample], *, fraction
     path = Path(run_dir) / HELDOUT_FILE
     data = {"ids": [s.id for s in heldout], "videos": sorted({s.video_id for s in heldout}),
             "fraction": fraction, "seed": seed}
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-    return path
+    return write_json(path, data)
 
 
 def read_heldout_ids(run_dir: str | os.PathLike) -> list[str]:

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from egodistill.atomic import atomic_path, write_text
 from egodistill.engine.predict import Predictor, check_finite, clip_views, top_classes
 from egodistill.engine.stream import VideoReader, windows
 
@@ -227,15 +228,6 @@ def _segment_index(record: dict[str, Any]) -> list[int]:
     return out + [len(record["segments"])] * (len(record["windows"]) - len(out))
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temporary file renamed into place."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 class TimelineWriter:
     """Keeps `--json FILE` / `--csv FILE` outputs up to date for a list of video records.
 
@@ -258,14 +250,14 @@ class TimelineWriter:
             return
         self._last = now
         if self.json_path is not None:
-            write_text_atomic(self.json_path, json.dumps(records, indent=1, allow_nan=False) + "\n")
+            write_text(self.json_path, json.dumps(records, indent=1, allow_nan=False) + "\n")
         if self.csv_path is not None:
             header, rows = timeline_rows(records, self.k)
             buf = io.StringIO()
             writer = csv.writer(buf)
             writer.writerow(header)
             writer.writerows(rows)
-            write_text_atomic(self.csv_path, buf.getvalue())
+            write_text(self.csv_path, buf.getvalue())
 
     def close(self, records: list[dict[str, Any]]) -> None:
         self.update(records, force=True)
@@ -325,10 +317,9 @@ def plot_timeline(record: dict[str, Any], path: str | os.PathLike, max_legend: i
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix or '.png'}")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(path, keep_suffix=True) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

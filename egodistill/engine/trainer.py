@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from egodistill.atomic import write_text
 from egodistill.config import Config, OptimConfig
 from egodistill.data.dataset import EpochOrderSampler, build_loader
 from egodistill.data.records import DatasetInfo
@@ -154,10 +155,7 @@ def _truncate_log(path: Path, step: int) -> None:
                     continue  # a line cut short by the crash
                 if rec.get("step", 0) <= step:
                     keep.append(line if line.endswith("\n") else line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        f.writelines(keep)
-    os.replace(tmp, path)
+    write_text(path, "".join(keep))
 
 
 class _Tensorboard:

@@ -175,9 +175,9 @@ def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: l
     `dataset_weights.json`; a resumed run reads them back."""
     import torch
 
+    from egodistill.atomic import write_json
     from egodistill.data.dataset import MultimodalDataset, build_loader
     from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, compute_dataset_weights, read_dataset_weights
-    from egodistill.engine.checkpoint import write_json
 
     dcfg = cfg.distill
     if not (dcfg.weighting == "dataset" or (dcfg.weighting == "per-sample" and has_unlabelled)):

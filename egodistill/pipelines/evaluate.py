@@ -106,13 +106,13 @@ def _write_outputs(run_dir: Path, cfg: Config, split: str, tag: str, weights: st
                    plots: bool, export_epic: str | None) -> None:
     """Write an evaluation's files into `run_dir` (predictions, metrics, plots) and the EPIC
     submission; warn on stderr about samples with non-finite logits (they count as wrong)."""
+    from egodistill.atomic import write_json
     from egodistill.engine.evaluate import (
         append_jsonl,
         count_nonfinite,
         epic_submission,
         evaluation_plots,
         save_predictions,
-        write_json,
     )
     from egodistill.engine.trainer import METRICS_FILE
 
@@ -122,12 +122,13 @@ def _write_outputs(run_dir: Path, cfg: Config, split: str, tag: str, weights: st
               f"(weights from a diverged training?); they count as wrong", file=sys.stderr)
     pred_dir = run_dir / "predictions"
     save_predictions(pred_dir / f"{split}{tag}.safetensors", logits, ids)
-    write_json(pred_dir / f"{split}{tag}_metrics.json", metrics, indent=1)
+    write_json(pred_dir / f"{split}{tag}_metrics.json", metrics, allow_nan=False)  # standard JSON
     append_jsonl(run_dir / METRICS_FILE, {"kind": "eval", "split": split + tag, "weights": weights,
                                           "clips": cfg.data.test_clips, "crops": cfg.data.test_crops, **metrics})
     if plots and metrics.get("num_samples", 0) > 0:
         by_id = {s.id: s for s in samples}
         evaluation_plots(run_dir / "plots", split + tag, logits, [by_id[i] for i in ids], info)
     if export_epic:
-        write_json(export_epic, epic_submission(logits, ids))
+        Path(export_epic).parent.mkdir(parents=True, exist_ok=True)
+        write_json(export_epic, epic_submission(logits, ids), indent=None, allow_nan=False)
         print(f"wrote the EPIC submission for {len(ids)} segments to {export_epic}")

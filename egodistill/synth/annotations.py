@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import csv
-import os
+import io
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from egodistill.atomic import write_text
 from egodistill.synth.config import SynthConfig
 from egodistill.synth.plan import VideoPlan
 from egodistill.synth.vocab import EPIC_HEADER, EPIC_UNLABELLED_HEADER, MATERIALS, SHAPES, VERB_POOL, noun_key, noun_parts
@@ -24,12 +25,12 @@ def _timestamp(seconds: float, decimals: int = 2) -> str:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    """Write `header` and `rows` to the CSV file `path` atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def tail_classes(counts: np.ndarray, share: float = 0.2) -> list[int]:

@@ -2,13 +2,13 @@
 and pattern, the material's resonance); WAV writing."""
 from __future__ import annotations
 
-import os
 import wave
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from egodistill.atomic import atomic_path
 from egodistill.synth.config import SynthConfig
 from egodistill.synth.plan import VideoPlan
 from egodistill.synth.scene import Kitchen
@@ -117,10 +117,8 @@ def render_audio(cfg: SynthConfig, plan: VideoPlan, seg_params: list[dict[str, A
 def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """Write float waveform `audio` [S] in [-1, 1] as a 16-bit mono WAV (temp file, then rename)."""
     pcm = (np.clip(audio, -1, 1) * 32767).round().astype("<i2")
-    tmp = path.with_name(path.name + ".tmp")
-    with wave.open(str(tmp), "wb") as f:
+    with atomic_path(path) as tmp, wave.open(str(tmp), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
         f.setframerate(sample_rate)
         f.writeframes(pcm.tobytes())
-    os.replace(tmp, path)
