@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     cache = build_cache(work / "teacher_cache.h5", MultimodalDataset(cfg, train_samples, list(TEACHERS), train=True), ensemble,
-                        k, {"benchmark": True}, heads, seed=args.seed, batch_size=32, workers=args.workers, progress=False)
+                        k, {"benchmark": True}, heads, seed=args.seed, batch_size=32, progress=False)
     build_s = time.perf_counter() - t0
 
     def mode(name: str, epochs: int):

@@ -132,25 +132,24 @@ def build_cache(
     *,
     seed: int,
     batch_size: int,
-    workers: int = 0,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> TeacherCache:
     """Precompute `views` training views of every sample of `base` (teachers' modalities) and
     the ensemble's logits on them; write the cache to `path` (atomically) and return it opened.
 
-    `ensemble(batch) -> {head: [B, C]}`; per-sample weighting reads `batch["labels"]`.
+    `ensemble(batch) -> {head: [B, C]}`; per-sample weighting reads `batch["labels"]`. Batches
+    come from `build_loader` (the training loader's workers, `base.cfg.train.workers`, and
+    pinned memory), in row order.
     """
-    from torch.utils.data import DataLoader
     from tqdm import tqdm
 
-    from egodistill.data.dataset import collate
+    from egodistill.data.dataset import build_loader
     from egodistill.distill.cache import CacheWriter
     from egodistill.engine.inputs import to_device
 
     rows = CacheBuildDataset(base, views, seed)
-    loader = DataLoader(rows, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                        multiprocessing_context="fork" if workers > 0 else None)
+    loader = build_loader(rows, base.cfg, train=False, batch_size=batch_size, shuffle=False)
     view_dim = rows.view(0).to_array().shape[0]
     with CacheWriter(path, fingerprint, [s.id for s in base.samples], views, view_dim, heads) as writer:
         start = 0

@@ -230,8 +230,7 @@ def _cached_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: Ensembl
         teacher_modalities = list(dict.fromkeys(t.modality for t in teachers))
         base = MultimodalDataset(cfg, student_samples, teacher_modalities, train=True)
         cache = build_cache(cache_path, base, ensemble, dcfg.cache.views, fp, heads, seed=cfg.train.seed,
-                            batch_size=cfg.train.eval_batch_size, workers=cfg.train.workers, device=state.device,
-                            progress=progress)
+                            batch_size=cfg.train.eval_batch_size, device=state.device, progress=progress)
         cache_info["cache_reused"] = False
         cache_info["cache_build_s"] = time.perf_counter() - t0
     state.wait_for_everyone()

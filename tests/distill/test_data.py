@@ -153,3 +153,21 @@ def test_independent_views_never_change_the_datasets_modalities(synth_config):
     item = ds[0]
     assert seen and all(m == before for m in seen) and ds.modalities == before
     assert "rgb" in item and all("teacher:" + m in item for m in TEACHERS)
+
+
+def test_cache_build_loads_through_the_training_loader(synth_config, tmp_path, monkeypatch):
+    """The teacher cache is built from `build_loader`'s batches (its workers, pinned memory), in row order."""
+    import egodistill.data.dataset as dataset_module
+
+    cfg = small(synth_config)
+    base = MultimodalDataset(cfg, build_dataset(cfg, "train", train=True).samples[:3], TEACHERS, train=True)
+    calls = []
+    real = dataset_module.build_loader
+
+    def spy(dataset, cfg_, **kw):
+        calls.append((len(dataset), cfg_, kw))
+        return real(dataset, cfg_, **kw)
+
+    monkeypatch.setattr(dataset_module, "build_loader", spy)
+    build_cache(tmp_path / "c.h5", base, fake_ensemble, 2, {}, {"verb": 4}, seed=0, batch_size=4, progress=False)
+    assert calls == [(6, cfg, {"train": False, "batch_size": 4, "shuffle": False})]
