@@ -615,12 +615,7 @@ def test_prepare_to_an_unwritable_location_is_one_line(tmp_path: Path, capsys, m
     assert leftovers(locked) == []
 
 
-SYNTH_LEAVES_TMP = pytest.mark.xfail(strict=True, reason=(
-    "egodistill/synth/generate.py leaves <out>.tmp (a half-built dataset) when a write fails; a rerun "
-    "deletes it, but it should go at once (outside the prepare tools this test file's author may change)"))
-
-
-@pytest.mark.parametrize("error", ["EACCES", pytest.param("ENOSPC", marks=SYNTH_LEAVES_TMP)])
+@ERRORS
 def test_synth_to_an_unwritable_location_is_one_line(tmp_path: Path, capsys, monkeypatch, error):
     import errno
 
@@ -689,7 +684,6 @@ def test_train_run_dir_that_is_a_file_is_refused(synth_root: Path, tmp_path: Pat
         assert notes.read_text() == "keep me"
 
 
-@SYNTH_LEAVES_TMP  # --force builds the whole dataset in notes.txt.tmp, then rmtree(notes.txt) fails
 def test_synth_out_that_is_a_file_is_refused(tmp_path: Path, capsys):
     notes = tmp_path / "notes.txt"
     notes.write_text("keep me")
@@ -697,6 +691,67 @@ def test_synth_out_that_is_a_file_is_refused(tmp_path: Path, capsys):
         code, _, err = run_cli(capsys, "synth", notes, "--tiny", "--quiet", *extra)
         assert code == 1 and str(notes) in err, err
         assert notes.read_text() == "keep me" and not list(tmp_path.glob("notes.txt.*"))
+
+
+def test_synth_force_deletes_only_a_synth_dataset(synth_root: Path, tmp_path: Path, capsys):
+    """`synth OUT --force` used to delete any folder OUT; now only one holding a synth dataset's
+    outputs and nothing else (anything more: one line naming the folder, nothing deleted)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "data.yaml").write_text("mine")
+    (photos / "holiday.jpg").write_bytes(b"not a dataset")
+    dataset = tmp_path / "dataset"
+    shutil.copytree(synth_root, dataset)
+    (dataset / "annotations" / "notes.txt").write_text("mine too")  # one extra file, deep down
+    for folder in (photos, dataset):
+        before = snapshot(folder)
+        code, _, err = run_cli(capsys, "synth", folder, "--tiny", "--quiet", "--force")
+        assert code == 1 and str(folder) in err and len(err.strip().splitlines()) == 1, err
+        assert snapshot(folder) == before and not list(tmp_path.glob(f"{folder.name}.*"))
+
+
+def test_synth_force_replaces_a_synth_dataset_only_once_the_new_one_is_built(synth_root: Path, tmp_path: Path,
+                                                                             capsys, monkeypatch):
+    import importlib
+
+    gen = importlib.import_module("egodistill.synth.generate")  # the package exports a function of that name
+
+    out = tmp_path / "data"
+    shutil.copytree(synth_root, out)
+    before = snapshot(out)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out) + ".tmp/rgb.h5")
+
+    with monkeypatch.context() as m:
+        m.setattr(gen, "_write_stores", full)
+        code, _, err = run_cli(capsys, "synth", out, "--tiny", "--quiet", "--force", "--seed", "1")
+    assert code == 1 and str(out) in err and len(err.strip().splitlines()) == 1, err
+    assert snapshot(out) == before  # the old dataset stays
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no data.tmp, nothing else
+    code, _, err = run_cli(capsys, "synth", out, "--tiny", "--quiet", "--force", "--seed", "1")
+    assert code == 0, err
+    assert json.loads((out / "synth.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+
+
+def test_synth_deletes_only_an_interrupted_build_in_out_tmp(tmp_path: Path, capsys):
+    """OUT.tmp is where the dataset is built: a leftover of a killed build is cleared, anything
+    else found there is the user's and is kept (one line naming it)."""
+    mine = tmp_path / "data.tmp"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep me")
+    code, _, err = run_cli(capsys, "synth", tmp_path / "data", "--tiny", "--quiet")
+    assert code == 1 and str(mine) in err and len(err.strip().splitlines()) == 1, err
+    assert (mine / "thesis.tex").read_text() == "keep me" and not (tmp_path / "data").exists()
+    shutil.rmtree(mine)
+    (mine / "_work1234" / "frames").mkdir(parents=True)  # what kill -9 mid-build leaves
+    (mine / "annotations").mkdir()
+    (mine / "annotations" / "EPIC_100_train.csv.tmp").write_text("half")
+    (mine / "rgb.h5.tmp").write_bytes(b"half")
+    code, _, err = run_cli(capsys, "synth", tmp_path / "data", "--tiny", "--quiet")
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "moving an object; verb = motion and sound, noun = appearance) and write it through the "
             "prepare code: EPIC-100 annotation CSVs, rgb.h5, flow.h5 (OpenCV from the RGB), audio.h5, "
             "layout.h5, data.yaml (config fragment) and synth.json. The folder is built in OUT.tmp and "
-            "renamed when complete."
+            "renamed when complete; a failed build removes OUT.tmp."
         ),
     )
     p.add_argument("out", type=Path, help="output folder (must not exist unless --force)")
@@ -50,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="set any generator parameter, e.g. --set noise_std=12 --set label_noise=0.05 (repeatable)",
     )
     p.add_argument("--workers", type=int, default=1, help="processes for rendering and packing")
-    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--force", action="store_true",
+                   help="replace OUT if it holds a synth dataset and nothing else (the old one is deleted only once "
+                        "the new one is built)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 

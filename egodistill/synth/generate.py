@@ -51,22 +51,72 @@ def data_config(root: Path, *, unlabelled: bool = False) -> dict[str, Any]:
                      "stores": dict(STORE_FILES)}}
 
 
+# What a finished dataset holds: `--force` replaces only a folder holding these and nothing else
+# (data.yaml and synth.json among them); anything more is the user's, and the folder is kept.
+SYNTH_OUTPUTS = {"annotations", "data.yaml", "synth.json", *STORE_FILES.values()}
+SYNTH_ANNOTATIONS = {Path(f).name for f in [*ANNOTATION_FILES.values(), UNLABELLED_FILE]}
+
+
+def foreign_entries(folder: Path, *, partial: bool = False) -> list[str]:
+    """Return what in `folder` a synth dataset does not hold (relative paths; empty: the folder is
+    one, or is empty). `partial`: an interrupted build in `<out>.tmp`, which may also hold the
+    build's `_work*` folder and `<name>.tmp` files. A folder without data.yaml and synth.json is
+    not a finished dataset: those two are then named as missing."""
+    def known(entry: Path, names: set[str], folder_name: str | None = None) -> bool:
+        name = entry.name[:-4] if partial and entry.name.endswith(".tmp") else entry.name
+        return name in names and not entry.is_symlink() and entry.is_dir() == (name == folder_name)
+
+    entries = sorted(folder.iterdir())
+    foreign = [p.name for p in entries
+               if not known(p, SYNTH_OUTPUTS, "annotations") and not (partial and p.name.startswith("_work"))]
+    ann = folder / "annotations"
+    if "annotations" not in foreign and ann.is_dir():
+        foreign += [f"annotations/{p.name}" for p in sorted(ann.iterdir()) if not known(p, SYNTH_ANNOTATIONS)]
+    if entries and not partial and not foreign:
+        foreign = [f"no {name}" for name in ("data.yaml", "synth.json") if not (folder / name).is_file()]
+    return foreign
+
+
 def generate(out: Path, cfg: SynthConfig, *, workers: int = 1, progress: bool = True, overwrite: bool = False) -> dict:
     """Build the synthetic dataset in folder `out`; return the summary also saved in synth.json.
 
     The dataset is built in `<out>.tmp` and renamed to `out` at the end, so `out` is either
-    complete or absent. Raises FileExistsError if `out` exists (unless `overwrite`).
-    Writes: annotations/*.csv (EPIC-100), rgb.h5, flow.h5, audio.h5, layout.h5, data.yaml
-    (config fragment) and synth.json (parameters, seed, counts, timings).
+    complete or absent; on any failure `<out>.tmp` is removed and an existing `out` is left as
+    it was. Raises FileExistsError if `out` exists, unless `overwrite` and `out` is a folder
+    holding a synth dataset and nothing else (`foreign_entries`), which is replaced only once
+    the new one is complete; also if `out` is not a folder, or `<out>.tmp` is something other
+    than an interrupted build. Writes: annotations/*.csv (EPIC-100), rgb.h5, flow.h5, audio.h5,
+    layout.h5, data.yaml (config fragment) and synth.json (parameters, seed, counts, timings).
     """
     cfg.validate()
     out = Path(out).expanduser().resolve()
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"synth: output folder {out} already exists (use --force to replace it)")
+    if out.exists():
+        if not out.is_dir():
+            raise FileExistsError(f"synth: {out} exists and is not a folder; it is left as it is. Choose another OUT")
+        if not overwrite:
+            raise FileExistsError(f"synth: output folder {out} already exists (use --force to replace it)")
+        foreign = foreign_entries(out)
+        if foreign:
+            raise FileExistsError(f"synth: --force: {out} is not a synth dataset ({', '.join(foreign[:5])}); "
+                                  "it is not deleted. Choose another OUT")
     tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():  # left over from an interrupted build
+    if tmp.exists() or tmp.is_symlink():  # left over from an interrupted build, or someone's file
+        if tmp.is_symlink() or not tmp.is_dir() or foreign_entries(tmp, partial=True):
+            raise FileExistsError(f"synth: {tmp} is in the way and is not an interrupted synth build; "
+                                  "it is not deleted. Move it or choose another OUT")
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
+    try:
+        summary = _build(tmp, out, cfg, workers, progress)
+        _swap(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # nothing half-built is left
+        raise
+    return summary
+
+
+def _build(tmp: Path, out: Path, cfg: SynthConfig, workers: int, progress: bool) -> dict:
+    """Write the dataset meant for `out` into the empty folder `tmp`; return the summary."""
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     videos = plan_dataset(cfg)
@@ -99,10 +149,28 @@ def generate(out: Path, cfg: SynthConfig, *, workers: int = 1, progress: bool = 
     }
     _write_text(tmp / "synth.json", json.dumps(summary, indent=1))
     _write_text(tmp / "data.yaml", yaml.safe_dump(data_config(out, unlabelled=cfg.num_unlabelled > 0), sort_keys=False))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
     return summary
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Rename the finished build `tmp` to `out`. An existing `out` is moved aside first and
+    deleted only once the new dataset is in place (moved back if the rename fails)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced-", dir=out.parent))
+    os.replace(out, aside / out.name)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(aside / out.name, out)
+        aside.rmdir()
+        raise
+    try:
+        shutil.rmtree(aside)
+    except OSError as e:
+        raise OSError(f"synth: wrote {out}, but could not delete the dataset it replaced, "
+                      f"moved to {aside}: {e}") from None
 
 
 def _render_all(jobs: list[tuple[SynthConfig, VideoPlan, Path, Path]], workers: int, progress: bool) -> dict[str, Any]:

@@ -167,6 +167,29 @@ def test_dry_run_of_flow_and_layout_write_nothing(synth_root, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_layout_dry_run_needs_the_shared_overhead(synth_root, tmp_path, monkeypatch):
+    """The layout dry run's space estimate is every tool's (prepare/common.py): the payload times
+    HDF5_OVERHEAD, plus the store a rerun first copies to <out>.tmp (not when a .tmp is there)."""
+    import json
+
+    from egodistill.data.prepare import common
+    from egodistill.data.prepare.layout import prepare_layout
+
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps({"P01_01": {"num_frames": 3, "frames": {"1": {"hands": [], "objects": []}}}}))
+    out = tmp_path / "out" / "layout.h5"
+    monkeypatch.setattr(common, "HDF5_OVERHEAD", 2.0)
+    lay = prepare_layout(boxes, out, format="hand_object", dry_run=True, show_progress=False)
+    assert lay.need == pytest.approx(lay.bytes * 2.0)
+    out.parent.mkdir()
+    out.write_bytes(b"x" * 1000)  # an existing store is copied before a resume
+    lay = prepare_layout(boxes, out, format="hand_object", dry_run=True, show_progress=False)
+    assert lay.need == pytest.approx(lay.bytes * 2.0 + 1000)
+    (tmp_path / "out" / "layout.h5.tmp").write_bytes(b"x" * 10)  # an interrupted run is resumed in place
+    lay = prepare_layout(boxes, out, format="hand_object", dry_run=True, show_progress=False)
+    assert lay.need == pytest.approx(lay.bytes * 2.0)
+
+
 def test_verify_reports_missing_videos_short_videos_and_bad_jpegs(synth_root, tmp_path, capsys):
     ann = synth_root / "annotations"
     store = synth_root / "rgb.h5"

@@ -201,8 +201,9 @@ def _existing(path: Path) -> Path:
 # Room kept free beyond a video's payload: HDF5's per-element (a vlen heap object and its
 # reference, ~48 bytes) and per-video (object header, attributes, index) overhead, and the
 # metadata flushed on close. A write that meets a full disk crashes inside h5py (a segfault,
-# not an exception), so the check must err on the side of room.
-_OVERHEAD = 1.05
+# not an exception), so the check must err on the side of room. HDF5_OVERHEAD is also the file
+# growth per payload byte every --dry-run assumes (`dry_run_need`).
+HDF5_OVERHEAD = 1.05
 _PER_ELEMENT = 64
 _RESERVE = 8 << 20
 
@@ -239,7 +240,7 @@ class SpaceCheck:
         needs = []
         for i, (nbytes, elements) in enumerate(payloads):
             grown = (sizes[i] - self.start[i]) / self.written[i] if self.written[i] else 0.0
-            needs.append(int(nbytes * max(_OVERHEAD, grown)) + _PER_ELEMENT * elements + _RESERVE)
+            needs.append(int(nbytes * max(HDF5_OVERHEAD, grown)) + _PER_ELEMENT * elements + _RESERVE)
         tmps = " and ".join(t.name for t in self.tmps)
         kept = "".join(f"; {p.name} is unchanged" for p in self.paths if p.exists())
         self._require(needs, f"for video {video_id} (not written; {tmps} keep{'s' * (len(self.tmps) == 1)} the "
@@ -290,7 +291,17 @@ def estimate(command: str, outs: list[str | os.PathLike], todo: list[tuple[str, 
         else:
             report.frames = total
             report.samples = int(samples * scale)
-    existing = sum(Path(o).stat().st_size for o in outs if Path(o).is_file() and not (Path(str(o) + ".tmp")).exists())
-    report.need = report.bytes * _OVERHEAD + existing  # HDF5 overhead; a resumed store is copied to <out>.tmp first
+    report.need = dry_run_need(report.bytes, outs)
     report.free = free_space(outs[0])
     return report
+
+
+def dry_run_need(nbytes: float, outs: list[str | os.PathLike], *, resume: bool = True) -> float:
+    """Return the disk space a --dry-run reports as needed for `nbytes` of payload written to the
+    stores `outs`: the payload times HDF5_OVERHEAD, plus each existing store a resume first copies
+    to `<out>.tmp` (none when a `.tmp` is there already, or without `resume`), as `SpaceCheck` does."""
+    from egodistill.data.stores import tmp_path_of
+
+    copies = sum(Path(o).stat().st_size for o in outs
+                 if resume and Path(o).is_file() and not tmp_path_of(o).exists())
+    return nbytes * HDF5_OVERHEAD + copies

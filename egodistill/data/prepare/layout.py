@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from egodistill.data.prepare.common import (
-    DryRun, PrepareSummary, SpaceCheck, Timer, complete_videos, free_space, natural_key, progress,
+    DryRun, PrepareSummary, SpaceCheck, Timer, complete_videos, dry_run_need, free_space, natural_key, progress,
 )
 from egodistill.data.stores import (
     CATEGORY_HAND, CATEGORY_OBJECT, LayoutWriter, SIDE_LEFT, SIDE_NONE, SIDE_RIGHT, STATE_NONE, check_video_id,
@@ -327,9 +327,8 @@ def prepare_layout(source: str | os.PathLike, out_path: str | os.PathLike, *, fo
             summary.warnings.append(f"{dropped} box(es) beyond max_boxes={max_boxes} were dropped")
     summary.seconds = t.seconds
     if dry_run:
-        existing = Path(out_path).stat().st_size if Path(out_path).is_file() else 0
         return DryRun(summary.command, str(out_path), videos=summary.videos, skipped=summary.skipped,
                       frames=summary.frames, bytes=summary.bytes, seconds=t.seconds,
-                      need=summary.bytes * 1.05 + existing, free=free_space(out_path),
+                      need=dry_run_need(summary.bytes, [out_path], resume=resume), free=free_space(out_path),
                       basis="converting every video in memory", warnings=summary.warnings)
     return summary
