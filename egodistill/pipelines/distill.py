@@ -93,12 +93,11 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import MultimodalDataset
     from egodistill.data.modalities import get_modality
-    from egodistill.distill.data import IndependentViewsDataset
     from egodistill.distill.ensemble import EnsembleTeacher
     from egodistill.distill.loss import active_heads
-    from egodistill.distill.teachers import check_heads, load_teachers, shared_heldout_ids
+    from egodistill.distill.teachers import check_heads, load_teachers
     from egodistill.distill.unlabelled import mix
-    from egodistill.engine.heldout import split_by_ids, write_heldout
+    from egodistill.engine.heldout import write_heldout
     from egodistill.engine.objectives import DistillObjective
     from egodistill.engine.trainer import fit, seed_everything
     from egodistill.models import build_model
@@ -117,19 +116,12 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     check_heads(teachers, {h: student_heads[h] for h in heads})
     check_teacher_data(cfg, teachers)
     student_modality = cfg.model.modality
-    teacher_modalities = list(dict.fromkeys(t.modality for t in teachers))
-    modalities = list(dict.fromkeys([student_modality, *teacher_modalities]))
     print(f"distill: {len(teachers)} teachers ({', '.join(f'{t.modality}: {t.run_dir}' for t in teachers)}) "
           f"-> {student_modality} student {cfg.model.arch}; heads {', '.join(f'{h} ({student_heads[h]})' for h in heads)}")
 
-    samples = reader.samples(cfg.data.train_split)
-    train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
-                                                  source=str(Path(teachers[0].run_dir) / "heldout.json"))
-    unlabelled = _unlabelled(cfg, reader, train_samples, heldout_samples)
+    train_samples, heldout_samples, unlabelled = _samples(cfg, reader, teachers)
     # the student's training samples: the labelled ones first, then the unlabelled ones
     student_samples = train_samples + unlabelled
-    # every store is there and holds the unlabelled samples' videos, before the folder changes
-    MultimodalDataset(cfg, unlabelled, modalities, train=True)
     started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
@@ -142,17 +134,9 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     ensemble = EnsembleTeacher([t.teacher for t in teachers], dcfg.weighting, dcfg.tau, weights=weights, heads=heads,
                                names=[str(t.run_dir) for t in teachers])
 
-    cache_info: dict[str, Any] = {}
-    if dcfg.cache.views > 0:
-        train_set, cache_info = _cached_train_set(cfg, teachers, ensemble, weights, student_samples,
-                                                  {h: student_heads[h] for h in heads}, state, progress)
-        teacher = None  # the cache replays the ensemble's logits: the teachers never run again
-        del ensemble, teachers  # free them
-    elif dcfg.consistent:
-        train_set, teacher = MultimodalDataset(cfg, student_samples, modalities, train=True), ensemble
-    else:
-        train_set = IndependentViewsDataset(cfg, student_samples, teacher_modalities, student_modality, train=True)
-        teacher = ensemble
+    train_set, teacher, cache_info = _student_train_set(cfg, teachers, ensemble, weights, student_samples,
+                                                        {h: student_heads[h] for h in heads}, state, progress)
+    del ensemble, teachers  # with a cache the teachers never run again: free them
     objective = DistillObjective(teacher, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
                                  alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
 
@@ -164,6 +148,47 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     summary = dict(summary or {})
     summary.update(cache_info)
     return summary
+
+
+def _samples(cfg: Config, reader, teachers: list[TeacherRun]) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Return the labelled training samples, the teachers' held-out samples and the unlabelled
+    samples (`distill.unlabelled`); checks before the run folder changes that every store is
+    there and holds the unlabelled samples' videos."""
+    from egodistill.data.dataset import MultimodalDataset
+    from egodistill.distill.teachers import shared_heldout_ids
+    from egodistill.engine.heldout import split_by_ids
+
+    samples = reader.samples(cfg.data.train_split)
+    train_samples, heldout_samples = split_by_ids(samples, shared_heldout_ids(teachers),
+                                                  source=str(Path(teachers[0].run_dir) / "heldout.json"))
+    unlabelled = _unlabelled(cfg, reader, train_samples, heldout_samples)
+    MultimodalDataset(cfg, unlabelled, _modalities(cfg, teachers), train=True)
+    return train_samples, heldout_samples, unlabelled
+
+
+def _modalities(cfg: Config, teachers: list[TeacherRun]) -> list[str]:
+    """Return the modalities a distillation reads: the student's, then the teachers' (each once)."""
+    return list(dict.fromkeys([cfg.model.modality, *(t.modality for t in teachers)]))
+
+
+def _student_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: EnsembleTeacher,
+                       weights: dict[str, torch.Tensor] | None, student_samples: list[Sample], heads: dict[str, int],
+                       state: PartialState, progress: bool) -> tuple[Any, EnsembleTeacher | None, dict[str, Any]]:
+    """Return the student's training set, the teacher its objective runs (None: the teacher
+    cache replays the ensemble's logits) and what the summary reports of the cache (see
+    `_cached_train_set`; empty without a cache)."""
+    from egodistill.data.dataset import MultimodalDataset
+    from egodistill.distill.data import IndependentViewsDataset
+
+    if cfg.distill.cache.views > 0:
+        train_set, cache_info = _cached_train_set(cfg, teachers, ensemble, weights, student_samples, heads, state,
+                                                  progress)
+        return train_set, None, cache_info
+    if cfg.distill.consistent:
+        return MultimodalDataset(cfg, student_samples, _modalities(cfg, teachers), train=True), ensemble, {}
+    teacher_modalities = list(dict.fromkeys(t.modality for t in teachers))
+    return (IndependentViewsDataset(cfg, student_samples, teacher_modalities, cfg.model.modality, train=True),
+            ensemble, {})
 
 
 def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: list[Sample], heads: list[str], *,
