@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import yaml
 
+from egodistill.atomic import write_text
 from egodistill.synth.annotations import ANNOTATION_FILES, UNLABELLED_FILE, write_annotations
 from egodistill.synth.audio import verb_frequencies, write_wav
 from egodistill.synth.config import SynthConfig
@@ -147,8 +148,8 @@ def _build(tmp: Path, out: Path, cfg: SynthConfig, workers: int, progress: bool)
         **counts,
         "seconds": {k: round(v, 2) for k, v in timings.items()},
     }
-    _write_text(tmp / "synth.json", json.dumps(summary, indent=1))
-    _write_text(tmp / "data.yaml", yaml.safe_dump(data_config(out, unlabelled=cfg.num_unlabelled > 0), sort_keys=False))
+    write_text(tmp / "synth.json", json.dumps(summary, indent=1))
+    write_text(tmp / "data.yaml", yaml.safe_dump(data_config(out, unlabelled=cfg.num_unlabelled > 0), sort_keys=False))
     return summary
 
 
@@ -212,13 +213,6 @@ def _write_stores(cfg: SynthConfig, tmp: Path, frames_dir: Path, wav_dir: Path, 
     prepare_layout(det_path, tmp / STORE_FILES["layout"], format="hand_object", show_progress=progress)
     timings["audio_layout_s"] = time.perf_counter() - t
     return timings
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class _NoBar:
