@@ -16,15 +16,19 @@ thread, batches built in this process as one DataLoader worker builds them):
   rgb and for rgb+flow+audio; ratio = pipeline / decode-only. The items' views are the clips the
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
   row keeps the best round of each;
-* the same batches through `build_loader` (torch's DataLoader, as the trainer builds it) with one
-  worker process: the worker's pipeline plus each batch's trip through shared memory to the main
-  process.
+* the same batches through `build_loader` (as the trainer builds it) with 1 and 2 workers, for
+  each `train.loader` (auto = a thread for one worker, shared-memory slots for more; shared;
+  torch's plain worker processes; threads) and torch's workers with smaller batches on the wire:
+  clips/s, their share of the decode limit and CPU ms per clip (every process and thread: on a
+  shared machine less noisy than clips/s). Timed from the loader's start, worker start-up
+  included. The summary line states the trainer path's ratio and 2-worker scaling.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -105,6 +109,61 @@ def _rate(fn, n: int, per_call: int = 1) -> float:
     return calls * per_call / (time.perf_counter() - t)
 
 
+# The loaders compared (train.loader), and one that is not a setting: torch's worker processes
+# with smaller batches on the wire (flow without its constant third channel, audio as float16;
+# not value-identical: float16 audio rounds).
+LOADER_ROWS = ("auto", "shared", "process", "thread", "wire")
+LOADER_NAMES = {"auto": "auto (default)", "wire": "process, smaller wire"}
+
+
+def _cpu_seconds() -> float:
+    """Return the CPU time of this process (all threads) and of its finished children."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _load() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _shrink(batch: dict) -> dict:
+    """Return a batch with less to send: flow's 2 channels of motion, float16 audio (in a worker)."""
+    if "flow" in batch:
+        batch["flow"] = batch["flow"][:, :, :, :2].contiguous()
+    if "audio" in batch:
+        batch["audio"] = batch["audio"].half()
+    return batch
+
+
+def _restore(batch: dict) -> dict:
+    """Return a `_shrink`-ed batch as the model reads it (flow's zero third channel, float32 audio)."""
+    if "flow" in batch:
+        f = batch["flow"]
+        batch["flow"] = torch.cat([f, f.new_zeros(f.shape[:3] + (1,) + f.shape[4:])], dim=3)
+    if "audio" in batch:
+        batch["audio"] = batch["audio"].float()
+    return batch
+
+
+def _loader_rate(dataset, cfg: Config, kind: str, workers: int, batch: int) -> tuple[float, float]:
+    """Return clips/s and CPU ms per clip of `dataset` through the loader `kind` with `workers`."""
+    cfg = Config(data=cfg.data, train=TrainConfig(seed=0, workers=workers, loader="process" if kind == "wire" else kind))
+    if kind == "wire":
+        loader = torch.utils.data.DataLoader(dataset, batch_size=batch, num_workers=workers, collate_fn=lambda items: _shrink(collate(items)),
+                                             multiprocessing_context="fork")
+        fetch = _restore
+    else:
+        loader = build_loader(dataset, cfg, train=False, batch_size=batch, shuffle=False)
+        fetch = lambda b: b  # noqa: E731
+    cpu, t, got = _cpu_seconds(), time.perf_counter(), 0
+    for b in loader:
+        got += len(fetch(b)["id"])
+    elapsed = time.perf_counter() - t
+    del b, loader
+    time.sleep(0.2)  # the workers exit and count as finished children
+    return got / elapsed, 1e3 * (_cpu_seconds() - cpu) / got
+
+
 def machine() -> str:
     cpu = platform.processor() or "unknown CPU"
     try:
@@ -128,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
+    load_before = _load()
     from torchvision.io import decode_jpeg
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -197,19 +257,15 @@ def main(argv: list[str] | None = None) -> None:
                 got = max(got, _rate(batch(ds), args.clips, args.batch))
             rows.append((name, got, lim))
 
-        # End to end: the same batches through torch's DataLoader with one worker process, which
-        # adds each batch's trip through shared memory to the main process.
+        # End to end: the same batches through `build_loader` (what the trainer iterates) with 1
+        # and 2 workers, for each way of getting batches to the main process (train.loader).
         loader_rows = []
-        for name, ds in (("rgb", rgb_ds), ("rgb+flow+audio", full_ds)):
+        for name, ds, kinds in (("rgb", rgb_ds, ("auto",)), ("rgb+flow+audio", full_ds, LOADER_ROWS)):
             order = torch.utils.data.Subset(ds, [i % n for i in range(args.clips * args.rounds + 2 * args.batch)])
-            loader = build_loader(order, cfg, train=False, batch_size=args.batch, shuffle=False)  # cfg: 1 worker
-            it = iter(loader)
-            next(it), next(it)  # the worker has started and filled its queue
-            t, got = time.perf_counter(), 0
-            for b in it:
-                got += len(b["id"])
-            loader_rows.append((name, got / (time.perf_counter() - t)))
-
+            for kind in kinds:
+                for workers in (1, 2):
+                    rate, cpu_ms = _loader_rate(order, cfg, kind, workers, args.batch)
+                    loader_rows.append((name, kind, workers, rate, cpu_ms))
     print(f"Machine: {machine()}\n")
     print("Decoding one 456x256 JPEG (ms, one thread)\n")
     print("| frames | decoder | ms / frame |\n|---|---|---|")
@@ -219,10 +275,21 @@ def main(argv: list[str] | None = None) -> None:
     print("| modalities | pipeline clips/s | decode-only clips/s (limit) | pipeline / limit |\n|---|---|---|---|")
     for name, got, lim in rows:
         print(f"| {name} | {got:.1f} | {lim:.1f} | {100 * got / lim:.0f}% |")
-    print("\nThe same through torch's DataLoader, one worker process (batches reach the main process)\n")
-    print("| modalities | DataLoader clips/s | / decode-only limit |\n|---|---|---|")
-    for (name, got), (_, _, lim) in zip(loader_rows, rows):
-        print(f"| {name} | {got:.1f} | {100 * got / lim:.0f}% |")
+    limits = {name: lim for name, _, lim in rows}
+    print("\nThe same batches through `build_loader` (the trainer's loader), 1 and 2 workers: clips/s, share of\n"
+          "the one-core decode limit, CPU time per clip of every process and thread (less sensitive to a\n"
+          "busy machine than clips/s)\n")
+    print("| modalities | train.loader | workers | clips/s | / decode-only limit | CPU ms / clip |\n|---|---|---|---|---|---|")
+    for name, kind, workers, rate, cpu_ms in loader_rows:
+        print(f"| {name} | {LOADER_NAMES.get(kind, kind)} | {workers} | {rate:.1f} | {100 * rate / limits[name]:.0f}% | {cpu_ms:.1f} |")
+    got = {(name, kind, w): rate for name, kind, w, rate, _ in loader_rows}
+    one, two = got[("rgb+flow+audio", "auto", 1)], got[("rgb+flow+audio", "auto", 2)]
+    lim = limits["rgb+flow+audio"]
+    print(f"\nTrainer path (build_loader, train.loader=auto), rgb+flow+audio: 1 worker {one:.1f} clips/s = "
+          f"{100 * one / lim:.0f}% of the decode limit (in-process pipeline {100 * rows[1][1] / lim:.0f}%); "
+          f"2 workers {two:.1f} clips/s = {two / one:.2f}x one worker "
+          f"(targets: >= 60%, >= 1.7x). Load average (1/5/15 min) {load_before} at the start, {_load()} at the end: "
+          f"on a 2-core machine anything above ~0.5 besides this script makes the rows low.")
 
 
 if __name__ == "__main__":

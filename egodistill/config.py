@@ -20,6 +20,8 @@ from typing import Any, Literal, Union
 
 import yaml
 
+from egodistill.atomic import write_text
+
 
 class ConfigError(ValueError):
     """A config key or value that does not fit the schema."""
@@ -107,6 +109,9 @@ class DataConfig:
     test_clips: int = 2
     test_crops: int = 1
     flow_channels: int = 3  # 3 = u, v, zeros (the authors' teachers); 2 = u, v
+    # Where RGB and flow JPEGs are decoded: in the loader (cpu) or, batched, on the training
+    # device after the host-to-device copy (gpu: needs CUDA; egodistill/data/gpu_decode.py).
+    decode: Literal["cpu", "gpu"] = "cpu"
     max_boxes: int = 14
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -162,6 +167,11 @@ class TrainConfig:
     precision: Literal["no", "fp16", "bf16"] = "no"
     seed: int = 0
     workers: int = 4
+    # How batches reach the training process: worker processes writing into reused shared-memory
+    # slots (shared), torch's DataLoader as it is (process), threads of this process (thread), or
+    # auto (a thread for one worker, shared for more); the same batches either way
+    # (egodistill/data/loaders.py).
+    loader: Literal["auto", "shared", "process", "thread"] = "auto"
     head_weights: dict[str, float] = field(default_factory=dict)  # empty = 1.0 each
     eval_every: int = 1  # epochs
     log_every: int = 10  # steps
@@ -416,11 +426,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | None = No
 
 def save_config(cfg: Config, path: str | os.PathLike) -> None:
     """Write the resolved config to `path` atomically (temp file, then rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        yaml.dump(config_to_dict(cfg), f, Dumper=_YamlDumper, sort_keys=False)
-    os.replace(tmp, path)
+    write_text(path, yaml.dump(config_to_dict(cfg), Dumper=_YamlDumper, sort_keys=False))
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from egodistill.config import Config, resolve_path
 from egodistill.data.allocator import keep_freed_buffers
+from egodistill.data.gpu_decode import JpegClips, check_decode, view_loader
+from egodistill.data.loaders import ThreadLoader, make_loader
 from egodistill.data.modalities import MODALITIES, Segment, empty_stack_like, get_modality, same_memory, stack_keep_layout
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
@@ -194,7 +196,7 @@ class MultimodalDataset(Dataset):
         seg = self.segment(index)
         item: dict[str, Any] = {}
         for name in self.modalities if modalities is None else modalities:
-            mod = MODALITIES[name]
+            mod = view_loader(name, self.cfg)  # its Modality, or undecoded JPEGs (data.decode=gpu)
             store = self.store(name)
             slot = None if out is None else out.get(name)
             try:
@@ -270,6 +272,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         first = items[0][key]
         if isinstance(first, dict):
             batch[key] = {k: stack_keep_layout([it[key][k] for it in items]) for k in first}
+        elif isinstance(first, JpegClips):  # data.decode=gpu: decoded on the device (to_device)
+            batch[key] = JpegClips.stack([it[key] for it in items])
         else:
             batch[key] = stack_keep_layout([it[key] for it in items])
     heads = sorted({h for it in items for h in it["labels"]})
@@ -325,8 +329,9 @@ def build_dataset(
 def build_loader(
     dataset: MultimodalDataset, cfg: Config, *, train: bool, batch_size: int | None = None,
     shuffle: bool | None = None, sampler: Sampler | None = None,
-) -> DataLoader:
-    """Return a DataLoader over `dataset` with `collate`, `cfg.train.workers` workers.
+) -> DataLoader | ThreadLoader:
+    """Return a loader over `dataset` with `collate`, `cfg.train.workers` workers of the kind
+    `cfg.train.loader` (`egodistill.data.loaders`: a DataLoader, or a thread pool's iterable).
 
     Training shuffles with `EpochOrderSampler` (order seeded by train.seed and the dataset's
     current epoch) unless a sampler is given. Workers are not persistent, so each epoch's workers see
@@ -339,16 +344,6 @@ def build_loader(
         shuffle = train
     if sampler is None and shuffle:
         sampler = EpochOrderSampler(len(dataset), cfg.train.seed, getattr(dataset, "epoch", 0))
-    workers = int(cfg.train.workers)
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        drop_last=False,
-        persistent_workers=False,
-        pin_memory=torch.cuda.is_available(),
-        multiprocessing_context="fork" if workers > 0 and "fork" in torch.multiprocessing.get_all_start_methods() else None,
-    )
+    check_decode(cfg)  # data.decode=gpu without CUDA fails here, before any worker starts
+    return make_loader(cfg.train.loader, dataset, batch_size=batch_size, sampler=sampler, workers=int(cfg.train.workers),
+                       collate_fn=collate, pin_memory=torch.cuda.is_available())

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from egodistill.config import Config, ModelConfig
+from egodistill.data.gpu_decode import JpegClips
 from egodistill.data.modalities import MODALITIES
 
 
@@ -52,7 +53,10 @@ def example_input(cfg: Config, frames: int, size: int, batch: int) -> Tensor | d
 
 
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
-    """Return `batch` with every tensor (nested in dicts / lists) moved to `device`."""
+    """Return `batch` with every tensor (nested in dicts / lists) moved to `device`; JPEG clips
+    (data.decode=gpu) decoded there."""
+    if isinstance(batch, JpegClips):
+        return batch.decode(device)
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=non_blocking)
     if isinstance(batch, dict):

@@ -28,6 +28,17 @@ def flow_numbers(rgb_numbers: np.ndarray, rgb_first: int, flow_first: int, strid
     return np.clip(f, lo, lo + flow_count - 1)
 
 
+def view_flow_numbers(store, sample: Sample, view: ViewParams, segment: Segment) -> np.ndarray:
+    """Return the flow frame numbers `[T]` that the view's RGB frames read from `store`."""
+    vid = segment.video_id
+    kw = segment_kwargs(store, sample)
+    # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
+    flow_first = 1 if kw else store.first_frame(vid)
+    stored_first = store.first_frame(vid, **kw) if kw else flow_first
+    return flow_numbers(segment.frame_numbers(view), segment.first_frame, flow_first, store.stride(vid),
+                        store.num_frames(vid, **kw), stored_first=stored_first)
+
+
 def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> torch.Tensor:
     """Return cropped uint8 flow u, v `[T, S, S]` (128 = no motion) as normalised `[T, C, S, S]`.
 
@@ -72,11 +83,7 @@ class FlowModality(Modality):
         normalised."""
         vid = segment.video_id
         kw = segment_kwargs(store, sample)
-        # The authors' EPIC layout numbers flow frames from 1 but stores only the segment's.
-        flow_first = 1 if kw else store.first_frame(vid)
-        stored_first = store.first_frame(vid, **kw) if kw else flow_first
-        numbers = flow_numbers(segment.frame_numbers(view), segment.first_frame, flow_first, store.stride(vid),
-                               store.num_frames(vid, **kw), stored_first=stored_first)
+        numbers = view_flow_numbers(store, sample, view, segment)
         (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(vid, ns, **kw), numbers)
         what = f"{store_name(store)}: video {vid}"
         size, channels = cfg.data.size, self.channels(cfg)
