@@ -119,7 +119,7 @@ class MultimodalDataset(Dataset):
             return tuple(int(v) for v in store.frame_size(sample.video_id))
         except (AttributeError, KeyError):  # the authors' stores record no size: decode a frame
             from egodistill.data.modalities import segment_kwargs
-            from egodistill.data.modalities.rgb import decode_jpegs
+            from egodistill.data.jpeg import decode_jpegs
 
             kw = segment_kwargs(store, sample)
             number = store.first_frame(sample.video_id, **kw)

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 
 from egodistill.config import Config, ConfigError
+from egodistill.data.jpeg import read_unique
 from egodistill.data.modalities import MODALITIES, Segment, segment_kwargs
 from egodistill.data.modalities.flow import view_flow_numbers
-from egodistill.data.modalities.rgb import read_unique
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
 

@@ -7,8 +7,8 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
+from egodistill.data.jpeg import decode_crop_resize, read_unique
 from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name, writable
-from egodistill.data.modalities.rgb import decode_crop_resize, read_unique
 from egodistill.data.records import Sample
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, normalize_lut, normalize_uint8
 
