@@ -44,7 +44,6 @@ import numpy as np
 
 FORMAT_ATTR = "egodistill_format"
 FORMAT_VERSION = 1
-MODALITIES = ("rgb", "flow", "audio", "layout")
 
 # Layout codes (docs/architecture.md "Stores").
 CATEGORY_PAD, CATEGORY_HAND, CATEGORY_OBJECT = 0, 1, 2
@@ -60,10 +59,16 @@ _VLEN_BYTES = h5py.vlen_dtype(np.dtype("uint8"))
 # --------------------------------------------------------------------------------------------
 
 
-class _Store:
-    """A lazily opened, read-only HDF5 file. Subclasses add the modality's reads."""
+class Store:
+    """A lazily opened, read-only HDF5 file. Subclasses add the modality's reads.
+
+    `modality` is the name written in the file's `egodistill_format` attribute. `authors_layout`:
+    how to write a store of ours, when files without that attribute (the authors' layouts) are
+    not read; empty when they are.
+    """
 
     modality = ""
+    authors_layout = ""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -109,7 +114,7 @@ class _Store:
         """Return "ours", "epic" (authors' `/<video>/<narration_id>`) or "ssv2" (authors' `/<video>`)."""
         if self._layout is None:
             try:
-                self._layout = _detect_layout(self._h5(), self.modality, self.path)
+                self._layout = _detect_layout(self._h5(), self.modality, self.path, self.authors_layout)
             except (KeyError, RuntimeError) as e:  # damaged metadata (h5py raises OSError too)
                 raise OSError(f"{self.path}: the {self.modality} store is damaged ({e})") from None
             except OSError as e:
@@ -165,16 +170,18 @@ class _Store:
         return got
 
 
-def _detect_layout(f: h5py.File, modality: str, path: Path) -> str:
+def _detect_layout(f: h5py.File, modality: str, path: Path, ours_only: str = "") -> str:
+    """Return the file's layout: "ours" (its format attribute names `modality`), else the authors'
+    "epic" or "ssv2"; `ours_only` (how to write one of ours) refuses the authors' layouts."""
     fmt = f.attrs.get(FORMAT_ATTR)
     if fmt is not None:
         fmt = fmt.decode() if isinstance(fmt, bytes) else str(fmt)
         if fmt != modality:
             raise ValueError(f"{path}: is an egodistill {fmt} store, expected a {modality} store")
         return "ours"
-    if modality == "layout":
-        raise ValueError(f"{path}: not an egodistill layout store (root attribute {FORMAT_ATTR!r} missing); "
-                         f"write one with `egodistill prepare layout`")
+    if ours_only:
+        raise ValueError(f"{path}: not an egodistill {modality} store (root attribute {FORMAT_ATTR!r} missing); "
+                         f"{ours_only}")
     for key in f:
         entry = f[key]
         if isinstance(entry, h5py.Dataset):
@@ -228,7 +235,7 @@ def _read_elements(ds: h5py.Dataset, indices: Sequence[int], what: str, numbers:
     return [got[int(i)] for i in indices]
 
 
-class _FrameStore(_Store):
+class _FrameStore(Store):
     """Shared frame-number logic of the RGB and flow stores."""
 
     def __init__(self, path: str | os.PathLike, *, segment_starts: Mapping[str, int] | None = None,
@@ -376,7 +383,7 @@ class FlowStore(_FrameStore):
                 _read_elements(v, idx, what + " v", numbers, "flow frame"))
 
 
-class AudioStore(_Store):
+class AudioStore(Store):
     """Mono waveforms. `read(video, start, stop) -> float32 [stop - start]`, zero-padded outside."""
 
     modality = "audio"
@@ -414,10 +421,11 @@ class AudioStore(_Store):
         return out
 
 
-class LayoutStore(_Store):
+class LayoutStore(Store):
     """Per-frame padded boxes of hands and objects. `read(video, numbers) -> dict of [T, N, ...]`."""
 
     modality = "layout"
+    authors_layout = "write one with `egodistill prepare layout`"
 
     def first_frame(self, video_id: str) -> int:
         """Return the number of the video's first frame."""
@@ -464,18 +472,18 @@ class LayoutStore(_Store):
         return out
 
 
-_READERS = {"rgb": RGBStore, "flow": FlowStore, "audio": AudioStore, "layout": LayoutStore}
-
-
-def open_store(modality: str, path: str | os.PathLike, **kwargs: Any) -> _Store:
-    """Return the reader of `modality` ("rgb" | "flow" | "audio" | "layout") for `path`.
+def open_store(modality: str, path: str | os.PathLike, **kwargs: Any) -> Store:
+    """Return the reader of the registered modality `modality` (e.g. "rgb", "flow", "audio",
+    "layout") for `path`: the reader class that its `Modality` declares.
 
     Our layout and the authors' (EPIC `/<video>/<narration_id>`, SSv2 `/<video>`) are told apart
     on first use. `kwargs` go to the reader (`segment_starts`, `first_frame`, `sample_rate`).
     """
-    if modality not in _READERS:
+    from egodistill.data.modalities import MODALITIES  # the registry sits above the stores: import on use
+
+    if modality not in MODALITIES:
         raise ValueError(f"unknown store modality {modality!r}: expected one of {', '.join(MODALITIES)}")
-    return _READERS[modality](path, **kwargs)
+    return MODALITIES[modality].open_store(path, **kwargs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,7 +547,7 @@ def _check_rate(value: float, what: str) -> None:
         raise ValueError(f"{what} must be a number > 0, got {value!r}")
 
 
-class _Writer:
+class StoreWriter:
     """Builds `<path>.tmp` (resuming it, or starting from a copy of `path`) and renames it on close."""
 
     modality = ""
@@ -653,7 +661,7 @@ class _Writer:
             self.abort()
 
 
-class RGBWriter(_Writer):
+class RGBWriter(StoreWriter):
     """Writes rgb.h5: `add_video(video_id, jpegs, fps, first_frame=1, height=None, width=None)`."""
 
     modality = "rgb"
@@ -678,7 +686,7 @@ class RGBWriter(_Writer):
         self._finish(ds)
 
 
-class FlowWriter(_Writer):
+class FlowWriter(StoreWriter):
     """Writes flow.h5: `add_video(video_id, u_jpegs, v_jpegs, fps, first_frame=1, stride=2, bound=20.0)`."""
 
     modality = "flow"
@@ -712,7 +720,7 @@ class FlowWriter(_Writer):
         self._finish(group)
 
 
-class AudioWriter(_Writer):
+class AudioWriter(StoreWriter):
     """Writes audio.h5: `add_video(video_id, waveform, sample_rate)`; float32 (default) or int16."""
 
     modality = "audio"
@@ -745,7 +753,7 @@ class AudioWriter(_Writer):
         self._finish(ds)
 
 
-class LayoutWriter(_Writer):
+class LayoutWriter(StoreWriter):
     """Writes layout.h5: `add_video(video_id, boxes, category, score, side, state, valid, first_frame=1)`."""
 
     modality = "layout"

@@ -6,10 +6,15 @@ a dict of `[T, N, ...]` tensors). The dataset resolves where the sample's
 frames are once (`Segment`: video, first frame, length, frame rate, frame size) and passes it to
 every modality, so frame numbers and times agree across modalities.
 
-Adding a modality = one file defining a `Modality` subclass + an entry in `MODALITIES`.
+A modality is one module of this package: a `Modality` subclass that declares its store reader
+and writer, its frame geometry and its loader, registered with `register(...)` when the module
+is imported. Every module of the package is imported with it, so adding a modality is adding a
+module (docs/architecture.md, "Adding a modality").
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,19 +59,25 @@ def segment_kwargs(store: Any, sample: Sample) -> dict[str, str]:
 
 
 class Modality:
-    """A modality's loader. Subclasses set `name` and implement `channels`, `open_store`, `load`."""
+    """A modality: its store, its loader and how models read it. Subclasses set `name`, `reader`
+    (and `writer`) and implement `channels` and `load`."""
 
     name: str = ""
+    order: int = 100  # place in `MODALITIES`: error messages list them, the frame geometry prefers the first
     reads: str = "clips"  # what its models take: "clips" [..., T, C, S, S] or "layout" (a dict of boxes)
+    reader: type | None = None  # store reader: reader(path, **kw), lazy and read-only (`stores.Store`)
+    writer: type | None = None  # store writer: a context manager building the store (`stores.StoreWriter`)
 
     def channels(self, cfg: Config) -> int:
         """Return C, the input channels of this modality's model: of `normalize`'s output
         `[..., T, C, S, S]` (a loader may ship fewer, e.g. audio's one)."""
         raise NotImplementedError
 
-    def open_store(self, path: str) -> Any:
-        """Return the store reader for `path` (lazy, read-only)."""
-        raise NotImplementedError
+    def open_store(self, path: str, **kwargs: Any) -> Any:
+        """Return the store reader for `path` (lazy, read-only); `kwargs` go to `reader`."""
+        if self.reader is None:
+            raise NotImplementedError(f"modality {self.name!r} declares no store reader")
+        return self.reader(path, **kwargs)
 
     def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> Any:
@@ -184,16 +195,24 @@ def writable(out: torch.Tensor | None, perm: tuple[int, ...], shape: tuple[int, 
     return arr.numpy()
 
 
-def _registry() -> dict[str, Modality]:
-    from egodistill.data.modalities.audio import AudioModality
-    from egodistill.data.modalities.flow import FlowModality
-    from egodistill.data.modalities.layout import LayoutModality
-    from egodistill.data.modalities.rgb import RGBModality
-
-    return {m.name: m for m in (RGBModality(), FlowModality(), AudioModality(), LayoutModality())}
+MODALITIES: dict[str, Modality] = {}  # name -> modality, by `order`
 
 
-MODALITIES: dict[str, Modality] = _registry()
+def register(modality: Modality) -> Modality:
+    """Add `modality` to `MODALITIES` (in `order`) and return it; a name registers once."""
+    if not modality.name:
+        raise ValueError(f"{type(modality).__name__} has no name")
+    if modality.name in MODALITIES:
+        raise ValueError(f"modality {modality.name!r} is already registered ({type(MODALITIES[modality.name]).__name__})")
+    entries = sorted([*MODALITIES.values(), modality], key=lambda m: m.order)
+    MODALITIES.clear()  # the same dict: modules hold it by name
+    MODALITIES.update((m.name, m) for m in entries)
+    return modality
+
+
+def unregister(name: str) -> Modality:
+    """Remove modality `name` from `MODALITIES` and return it (e.g. a test's own modality)."""
+    return MODALITIES.pop(name)
 
 
 def get_modality(name: str) -> Modality:
@@ -201,3 +220,12 @@ def get_modality(name: str) -> Modality:
     if name not in MODALITIES:
         raise KeyError(f"unknown modality {name!r}: expected one of {', '.join(MODALITIES)}")
     return MODALITIES[name]
+
+
+def _import_modules() -> None:
+    """Import every module of this package: each registers its modality."""
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
+
+
+_import_modules()

@@ -20,8 +20,9 @@ import torch.nn.functional as F
 
 from egodistill.config import AudioConfig, Config
 from egodistill.data.audio import log_mel_frames, num_stft_frames
-from egodistill.data.modalities import Modality, Segment, store_name, writable
+from egodistill.data.modalities import Modality, Segment, register, store_name, writable
 from egodistill.data.records import Sample
+from egodistill.data.stores import AudioStore, AudioWriter
 from egodistill.data.views import ViewParams
 
 
@@ -113,14 +114,11 @@ def _row_index(r: int, s: int, device: torch.device) -> torch.Tensor:
 
 class AudioModality(Modality):
     name = "audio"
+    order = 2
+    reader, writer = AudioStore, AudioWriter
 
     def channels(self, cfg: Config) -> int:
         return 3
-
-    def open_store(self, path):
-        from egodistill.data.stores import AudioStore
-
-        return AudioStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:
@@ -143,3 +141,6 @@ class AudioModality(Modality):
         to 3 (a view). Batches carry one channel of R rows, a fifth of the bytes to stack and move."""
         x = expand_mel_rows(x)
         return x.expand(*x.shape[:-3], 3, *x.shape[-2:]) if x.shape[-3] == 1 else x
+
+
+register(AudioModality())

@@ -8,8 +8,9 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
-from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name, writable
+from egodistill.data.modalities import Modality, Segment, register, segment_kwargs, store_name, writable
 from egodistill.data.records import Sample
+from egodistill.data.stores import FlowStore, FlowWriter
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, normalize_lut, normalize_uint8
 
 
@@ -65,16 +66,13 @@ def flow_to_tensor(u: np.ndarray, v: np.ndarray, flip: bool, channels: int) -> t
 
 class FlowModality(Modality):
     name = "flow"
+    order = 1
+    reader, writer = FlowStore, FlowWriter
 
     def channels(self, cfg: Config) -> int:
         if cfg.data.flow_channels not in (2, 3):
             raise ValueError(f"data.flow_channels must be 2 or 3, got {cfg.data.flow_channels}")
         return cfg.data.flow_channels
-
-    def open_store(self, path):
-        from egodistill.data.stores import FlowStore
-
-        return FlowStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:
@@ -108,3 +106,6 @@ class FlowModality(Modality):
     def normalize(self, x):
         """Normalise uint8 flow `[..., C, S, S]` as `flow_to_tensor` does (float input passes through)."""
         return normalize_uint8(x, IMAGENET_MEAN, IMAGENET_STD) if x.dtype == torch.uint8 else x
+
+
+register(FlowModality())

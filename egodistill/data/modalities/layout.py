@@ -5,8 +5,9 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment
+from egodistill.data.modalities import Modality, Segment, register
 from egodistill.data.records import Sample
+from egodistill.data.stores import LayoutStore, LayoutWriter
 from egodistill.data.views import ViewParams, transform_boxes
 
 KEYS = ("boxes", "category", "score", "side", "state", "mask")
@@ -47,6 +48,8 @@ def layout_view(raw: dict[str, np.ndarray], view: ViewParams, max_boxes: int) ->
 
 class LayoutModality(Modality):
     name = "layout"
+    order = 3
+    reader, writer = LayoutStore, LayoutWriter
     reads = "layout"
 
     def channels(self, cfg: Config) -> int:
@@ -58,14 +61,12 @@ class LayoutModality(Modality):
 
         return example_layout(batch, frames, cfg.data.max_boxes)
 
-    def open_store(self, path):
-        from egodistill.data.stores import LayoutStore
-
-        return LayoutStore(path)
-
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out=None) -> dict[str, torch.Tensor]:
         """Return the view's layout: a dict of `[T, max_boxes, ...]` tensors (see `layout_view`); `out` is not used."""
         numbers = segment.frame_numbers(view)
         raw = store.read(segment.video_id, [int(n) for n in numbers])
         return layout_view(raw, view, cfg.data.max_boxes)
+
+
+register(LayoutModality())

@@ -6,21 +6,19 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
-from egodistill.data.modalities import Modality, Segment, segment_kwargs, store_name, writable
+from egodistill.data.modalities import Modality, Segment, register, segment_kwargs, store_name, writable
 from egodistill.data.records import Sample
+from egodistill.data.stores import RGBStore, RGBWriter
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, normalize_frames, normalize_uint8
 
 
 class RGBModality(Modality):
     name = "rgb"
+    order = 0
+    reader, writer = RGBStore, RGBWriter
 
     def channels(self, cfg: Config) -> int:
         return 3
-
-    def open_store(self, path):
-        from egodistill.data.stores import RGBStore
-
-        return RGBStore(path)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,3 +48,6 @@ class RGBModality(Modality):
     def normalize(self, x):
         """ImageNet-normalise uint8 frames `[..., 3, S, S]` (float input passes through)."""
         return normalize_uint8(x, IMAGENET_MEAN, IMAGENET_STD) if x.dtype == torch.uint8 else x
+
+
+register(RGBModality())
