@@ -29,10 +29,6 @@ from egodistill.data.modalities import MODALITIES, Segment, empty_stack_like, ge
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
 
-# Stores that number frames like the RGB frames, in the order the dataset asks them about a
-# video's frames (first frame, count, rate).
-_FRAME_STORES = ("rgb", "flow", "layout")
-
 
 class MultimodalDataset(Dataset):
     """Any subset of modalities over a list of samples; one shared view per item."""
@@ -84,10 +80,17 @@ class MultimodalDataset(Dataset):
         return self._stores[name]
 
     def _frame_store(self) -> str | None:
-        for name in _FRAME_STORES:
+        """Return the modality whose store tells the videos' frames: the first registered one that
+        numbers frames (`Modality.frames`) among those loaded, else the first of all (rgb, which
+        records the frame rate) when its store is configured; None when there is none."""
+        framed = [name for name, mod in MODALITIES.items() if mod.frames]
+        for name in framed:
             if name in self.paths:
                 return name
-        return "rgb" if "rgb" in self.cfg.data.stores and resolve_path(self.cfg, self.cfg.data.stores["rgb"]).is_file() else None
+        first = framed[0] if framed else None
+        if first in self.cfg.data.stores and resolve_path(self.cfg, self.cfg.data.stores[first]).is_file():
+            return first
+        return None
 
     def _aux_store(self, name: str) -> Any:
         """Return a store used only for frame geometry (opened even if the modality is not loaded)."""
@@ -112,53 +115,27 @@ class MultimodalDataset(Dataset):
                     f"{self.paths[name]}: {len(missing)} video(s) of the samples are not in the {name} store, "
                     f"e.g. video {missing[0]} (sample {ids[0]}); missing videos: {', '.join(missing[:5])}")
 
-    def _src_hw(self, frame_store: str | None, store: Any, sample: Sample, first: int) -> tuple[int, int]:
-        if frame_store not in ("rgb", "flow"):
-            return (1, 1)  # layout alone: boxes are normalised and the frame's aspect is unknown
-        try:
-            return tuple(int(v) for v in store.frame_size(sample.video_id))
-        except (AttributeError, KeyError):  # the authors' stores record no size: decode a frame
-            from egodistill.data.modalities import segment_kwargs
-            from egodistill.data.jpeg import decode_jpegs
-
-            kw = segment_kwargs(store, sample)
-            number = store.first_frame(sample.video_id, **kw)
-            blobs = store.read_frames(sample.video_id, [number], **kw)
-            blob = blobs[0][0] if frame_store == "flow" else blobs[0]
-            img = decode_jpegs([blob], grey=frame_store == "flow", what=f"{store}: video {sample.video_id}", numbers=[number])[0]
-            return int(img.shape[0]), int(img.shape[1])
-
     def segment(self, index: int) -> Segment:
         """Return where sample `index`'s frames are (resolving whole-video samples with the store)."""
         sample = self.samples[index]
         name = self._frame_store()
         if name is None:
+            framed = ", ".join(n for n, m in MODALITIES.items() if m.frames)
             raise ValueError(
-                f"sample {sample.id}: the frame rate and frame count come from an rgb, flow or layout store; "
+                f"sample {sample.id}: the frame rate and frame count come from a store of {framed}; "
                 f"configure one in data.stores")
-        store = self._aux_store(name)
-        vid = sample.video_id
-        key = (vid, sample.start_frame, sample.stop_frame)
+        key = (sample.video_id, sample.start_frame, sample.stop_frame)
         if key in self._segments:
             return self._segments[key]
-        if getattr(store, "layout", "ours") == "epic":
-            # The authors' EPIC layout: EPIC numbers frames from 1; the store holds this segment.
-            first = 1
-            count = int(store.num_frames(vid, segment_id=sample.id))
-        else:
-            first = int(store.first_frame(vid))
-            count = int(store.num_frames(vid))
-        if name == "flow":
-            count *= int(store.stride(vid))  # in RGB frames
-        fps_of = getattr(store, "fps", None)
-        fps = float(fps_of(vid)) if callable(fps_of) else 0.0
+        geo = MODALITIES[name].geometry(self._aux_store(name), sample)
         if sample.whole_video:
-            start, n = first, count
+            start, n = geo.first_frame, geo.num_frames
         else:
             start, n = sample.start_frame, sample.num_frames
         if n < 1:
-            raise ValueError(f"sample {sample.id} (video {vid}): frames {sample.start_frame}..{sample.stop_frame} are empty")
-        seg = Segment(vid, start, n, first, fps, self._src_hw(name, store, sample, first))
+            raise ValueError(f"sample {sample.id} (video {sample.video_id}): frames {sample.start_frame}..{sample.stop_frame} "
+                             f"are empty")
+        seg = Segment(sample.video_id, start, n, geo.first_frame, geo.fps, geo.src_hw)
         self._segments[key] = seg
         return seg
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
+from egodistill.data.jpeg import decode_jpegs
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
 
@@ -47,6 +49,41 @@ class Segment:
         return self.start_frame + np.asarray(view.frames, dtype=np.int64)
 
 
+@dataclass(frozen=True)
+class FrameGeometry:
+    """A video's frames in a modality's store, counted as RGB frames: `first_frame` (the number
+    of its first frame; the authors' EPIC layout: 1), `num_frames` (the video's, or that layout's
+    segment's, frames), `fps` (0.0 when the store records none), `src_hw` ((height, width) of
+    the source frames; (1, 1) when unknown, e.g. normalised boxes)."""
+
+    first_frame: int
+    num_frames: int
+    fps: float
+    src_hw: tuple[int, int]
+
+
+def frame_span(store: Any, sample: Sample) -> tuple[int, int]:
+    """Return (first frame number, stored frames) of `sample`'s video in a store of frames."""
+    if getattr(store, "layout", "ours") == "epic":
+        # The authors' EPIC layout: EPIC numbers frames from 1; the store holds this segment.
+        return 1, int(store.num_frames(sample.video_id, segment_id=sample.id))
+    return int(store.first_frame(sample.video_id)), int(store.num_frames(sample.video_id))
+
+
+def source_size(store: Any, sample: Sample, first_blob: Callable[[Any], bytes], *, grey: bool) -> tuple[int, int]:
+    """Return (height, width) of the video's JPEG frames in `store`: recorded by our stores; the
+    authors' record none, so their first frame is decoded (`first_blob` picks its JPEG from
+    what `store.read_frames` returns)."""
+    try:
+        return tuple(int(v) for v in store.frame_size(sample.video_id))
+    except (AttributeError, KeyError):
+        kw = segment_kwargs(store, sample)
+        number = store.first_frame(sample.video_id, **kw)
+        blob = first_blob(store.read_frames(sample.video_id, [number], **kw))
+        img = decode_jpegs([blob], grey=grey, what=f"{store}: video {sample.video_id}", numbers=[number])[0]
+        return int(img.shape[0]), int(img.shape[1])
+
+
 def store_name(store: Any) -> str:
     """Return the file a store reads, for error messages."""
     return str(getattr(store, "path", store))
@@ -67,6 +104,9 @@ class Modality:
     reads: str = "clips"  # what its models take: "clips" [..., T, C, S, S] or "layout" (a dict of boxes)
     reader: type | None = None  # store reader: reader(path, **kw), lazy and read-only (`stores.Store`)
     writer: type | None = None  # store writer: a context manager building the store (`stores.StoreWriter`)
+    # Its store numbers a video's frames as the RGB frames are numbered, so `geometry` can tell
+    # where a sample's frames are (the dataset asks the first such modality it has a store of).
+    frames: bool = False
 
     def channels(self, cfg: Config) -> int:
         """Return C, the input channels of this modality's model: of `normalize`'s output
@@ -78,6 +118,10 @@ class Modality:
         if self.reader is None:
             raise NotImplementedError(f"modality {self.name!r} declares no store reader")
         return self.reader(path, **kwargs)
+
+    def geometry(self, store: Any, sample: Sample) -> FrameGeometry:
+        """Return the frames of `sample`'s video in `store` (modalities with `frames`)."""
+        raise NotImplementedError(f"modality {self.name!r} does not number frames")
 
     def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> Any:

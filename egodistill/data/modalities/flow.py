@@ -8,7 +8,9 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
-from egodistill.data.modalities import Modality, Segment, register, segment_kwargs, store_name, writable
+from egodistill.data.modalities import (
+    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, store_name, writable,
+)
 from egodistill.data.records import Sample
 from egodistill.data.stores import FlowStore, FlowWriter
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, normalize_lut, normalize_uint8
@@ -68,11 +70,20 @@ class FlowModality(Modality):
     name = "flow"
     order = 1
     reader, writer = FlowStore, FlowWriter
+    frames = True
 
     def channels(self, cfg: Config) -> int:
         if cfg.data.flow_channels not in (2, 3):
             raise ValueError(f"data.flow_channels must be 2 or 3, got {cfg.data.flow_channels}")
         return cfg.data.flow_channels
+
+    def geometry(self, store: FlowStore, sample: Sample) -> FrameGeometry:
+        """Return the video's frames counted as RGB frames: flow frames x stride (`flow_numbers`
+        maps them back)."""
+        first, count = frame_span(store, sample)
+        vid = sample.video_id
+        size = source_size(store, sample, lambda uv: uv[0][0], grey=True)
+        return FrameGeometry(first, count * store.stride(vid), store.fps(vid), size)
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:

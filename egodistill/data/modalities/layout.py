@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config
-from egodistill.data.modalities import Modality, Segment, register
+from egodistill.data.modalities import FrameGeometry, Modality, Segment, frame_span, register
 from egodistill.data.records import Sample
 from egodistill.data.stores import LayoutStore, LayoutWriter
 from egodistill.data.views import ViewParams, transform_boxes
@@ -50,10 +50,15 @@ class LayoutModality(Modality):
     name = "layout"
     order = 3
     reader, writer = LayoutStore, LayoutWriter
+    frames = True
     reads = "layout"
 
     def channels(self, cfg: Config) -> int:
         return 4  # box coordinates per detection
+
+    def geometry(self, store: LayoutStore, sample: Sample) -> FrameGeometry:
+        """Return the video's frames; no frame rate, and boxes are normalised: the frame's aspect is unknown."""
+        return FrameGeometry(*frame_span(store, sample), 0.0, (1, 1))
 
     def example_input(self, cfg: Config, frames: int, size: int, batch: int) -> dict[str, torch.Tensor]:
         """Return a random layout `{key: [batch, frames, data.max_boxes, ...]}` (`size` unused)."""

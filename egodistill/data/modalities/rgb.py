@@ -6,7 +6,9 @@ import torch
 
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
-from egodistill.data.modalities import Modality, Segment, register, segment_kwargs, store_name, writable
+from egodistill.data.modalities import (
+    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, store_name, writable,
+)
 from egodistill.data.records import Sample
 from egodistill.data.stores import RGBStore, RGBWriter
 from egodistill.data.views import IMAGENET_MEAN, IMAGENET_STD, ViewParams, color_jitter, normalize_frames, normalize_uint8
@@ -16,9 +18,14 @@ class RGBModality(Modality):
     name = "rgb"
     order = 0
     reader, writer = RGBStore, RGBWriter
+    frames = True
 
     def channels(self, cfg: Config) -> int:
         return 3
+
+    def geometry(self, store: RGBStore, sample: Sample) -> FrameGeometry:
+        first, count = frame_span(store, sample)
+        return FrameGeometry(first, count, store.fps(sample.video_id), source_size(store, sample, lambda b: b[0], grey=False))
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:
