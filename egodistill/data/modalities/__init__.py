@@ -84,6 +84,12 @@ def source_size(store: Any, sample: Sample, first_blob: Callable[[Any], bytes], 
         return int(img.shape[0]), int(img.shape[1])
 
 
+def spread_numbers(first: int, count: int, k: int) -> list[int]:
+    """Return up to `k` frame numbers spread over `first .. first + count - 1`: the first, the last
+    and evenly between (what `prepare verify` decodes of a video)."""
+    return sorted({int(x) for x in np.linspace(first, first + count - 1, num=min(k, count))})
+
+
 def store_name(store: Any) -> str:
     """Return the file a store reads, for error messages."""
     return str(getattr(store, "path", store))
@@ -107,6 +113,7 @@ class Modality:
     # Its store numbers a video's frames as the RGB frames are numbered, so `geometry` can tell
     # where a sample's frames are (the dataset asks the first such modality it has a store of).
     frames: bool = False
+    span_note: str = ""  # how `span` counts, where it is not plain frame numbers (`prepare verify`'s messages)
 
     def channels(self, cfg: Config) -> int:
         """Return C, the input channels of this modality's model: of `normalize`'s output
@@ -122,6 +129,25 @@ class Modality:
     def geometry(self, store: Any, sample: Sample) -> FrameGeometry:
         """Return the frames of `sample`'s video in `store` (modalities with `frames`)."""
         raise NotImplementedError(f"modality {self.name!r} does not number frames")
+
+    def span(self, store: Any, video_id: str) -> tuple[int, int]:
+        """Return (first, last) of what our layout of `store` holds of `video_id`, in the unit of
+        `check_segment`: RGB frame numbers for modalities with `frames`."""
+        first = int(store.first_frame(video_id))
+        return first, first + int(store.num_frames(video_id)) - 1
+
+    def check_segment(self, store: Any, video_id: str, start: int, stop: int, stop_timestamp: str | None) -> str | None:
+        """Return what keeps `store` from covering the annotated segment (RGB frames `start..stop`,
+        ending at `stop_timestamp` when the annotations are timed), or None when it covers it."""
+        lo, hi = self.span(store, video_id)
+        if start < lo or stop > hi:
+            return f"video {video_id} holds frames {lo}..{hi}{self.span_note}, the segment needs {start}..{stop}"
+        return None
+
+    def verify_jpegs(self, store: Any, video_id: str, k: int) -> list[tuple[str, list[int], list[bytes]]]:
+        """Return (what, frame numbers, JPEG bytes) of up to `k` frames spread over `video_id`, for
+        `prepare verify` to decode; [] for a store without JPEGs."""
+        return []
 
     def load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> Any:

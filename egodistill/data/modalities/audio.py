@@ -120,6 +120,23 @@ class AudioModality(Modality):
     def channels(self, cfg: Config) -> int:
         return 3
 
+    def span(self, store: AudioStore, video_id: str) -> tuple[int, int]:
+        """Return (0, samples) of the video's waveform."""
+        return 0, store.num_samples(video_id)
+
+    def check_segment(self, store: AudioStore, video_id: str, start: int, stop: int, stop_timestamp: str | None) -> str | None:
+        """Return a problem when the waveform ends before the segment's stop time (untimed
+        annotations: nothing to check)."""
+        from egodistill.data.annotations import parse_timestamp
+
+        if stop_timestamp is None:
+            return None
+        have = store.num_samples(video_id)
+        need = int(np.ceil(parse_timestamp(stop_timestamp) * store.sample_rate(video_id)))
+        if need > have:
+            return f"video {video_id} has {have:,} audio samples, the segment ends at sample {need:,} ({stop_timestamp})"
+        return None
+
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:
         """Return the view's log-mel video as float32 `[T, 1, R, S]`, R = min(n_mels, S) (see

@@ -9,7 +9,8 @@ import torch
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
 from egodistill.data.modalities import (
-    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, store_name, writable,
+    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, spread_numbers, store_name,
+    writable,
 )
 from egodistill.data.records import Sample
 from egodistill.data.stores import FlowStore, FlowWriter
@@ -84,6 +85,18 @@ class FlowModality(Modality):
         vid = sample.video_id
         size = source_size(store, sample, lambda uv: uv[0][0], grey=True)
         return FrameGeometry(first, count * store.stride(vid), store.fps(vid), size)
+
+    span_note = " (flow frames x stride)"
+
+    def span(self, store: FlowStore, video_id: str) -> tuple[int, int]:
+        """Return (first, last) RGB frame number of the video's flow frames (flow frames x stride)."""
+        first = int(store.first_frame(video_id))
+        return first, first + int(store.num_frames(video_id)) * store.stride(video_id) - 1
+
+    def verify_jpegs(self, store: FlowStore, video_id: str, k: int) -> list[tuple[str, list[int], list[bytes]]]:
+        numbers = spread_numbers(store.first_frame(video_id), store.num_frames(video_id), k)
+        u, v = store.read_frames(video_id, numbers)
+        return [("flow frame (u)", numbers, u), ("flow frame (v)", numbers, v)]
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:

@@ -7,7 +7,8 @@ import torch
 from egodistill.config import Config
 from egodistill.data.jpeg import decode_crop_resize, read_unique
 from egodistill.data.modalities import (
-    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, store_name, writable,
+    FrameGeometry, Modality, Segment, frame_span, register, segment_kwargs, source_size, spread_numbers, store_name,
+    writable,
 )
 from egodistill.data.records import Sample
 from egodistill.data.stores import RGBStore, RGBWriter
@@ -26,6 +27,10 @@ class RGBModality(Modality):
     def geometry(self, store: RGBStore, sample: Sample) -> FrameGeometry:
         first, count = frame_span(store, sample)
         return FrameGeometry(first, count, store.fps(sample.video_id), source_size(store, sample, lambda b: b[0], grey=False))
+
+    def verify_jpegs(self, store: RGBStore, video_id: str, k: int) -> list[tuple[str, list[int], list[bytes]]]:
+        numbers = spread_numbers(store.first_frame(video_id), store.num_frames(video_id), k)
+        return [("frame", numbers, store.read_frames(video_id, numbers))]
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,7 +3,8 @@
 Checks, read-only: every annotated video is in the store; its frames cover every annotated
 segment (RGB and layout: frame numbers; flow: flow frames x stride, in RGB frames, as the
 dataset reads them; audio: samples up to the segment's stop time); a sample of each video's
-JPEGs (first, last and spread between) decodes. Every problem names the video, the frame or the
+JPEGs (first, last and spread between) decodes. What each store holds and how it covers a
+segment, its modality says (`Modality.span`, `check_segment`, `verify_jpegs`). Every problem names the video, the frame or the
 annotation file and line.
 """
 from __future__ import annotations
@@ -57,10 +58,6 @@ def _modality(path: Path) -> str:
     return fmt.decode() if isinstance(fmt, bytes) else str(fmt)
 
 
-def _sample(first: int, count: int, k: int) -> list[int]:
-    return sorted({int(x) for x in np.linspace(first, first + count - 1, num=min(k, count))})
-
-
 def _decode(report: VerifyReport, blobs: list[bytes], numbers: list[int], vid: str, what: str) -> None:
     for n, blob in zip(numbers, blobs):
         img = cv2.imdecode(np.frombuffer(blob, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -69,24 +66,16 @@ def _decode(report: VerifyReport, blobs: list[bytes], numbers: list[int], vid: s
             report.problems.append(f"video {vid}: {what} {n} does not decode as a JPEG ({len(blob)} bytes)")
 
 
-def _coverage(store, modality: str, vid: str) -> tuple[int, int]:
-    """Return (first, last) RGB frame number the store holds of `vid` (audio: (0, samples))."""
-    if modality == "audio":
-        return 0, store.num_samples(vid)
-    first, n = int(store.first_frame(vid)), int(store.num_frames(vid))
-    if modality == "flow":
-        n *= int(store.stride(vid))
-    return first, first + n - 1
-
-
 def verify_store(path: str | os.PathLike, *, annotations: list[str | os.PathLike] | None = None,
                  sample: int = 8) -> VerifyReport:
     """Check the store at `path` (against EPIC-style annotation CSVs when given); return the report."""
-    from egodistill.data.annotations import parse_timestamp, read_csv
+    from egodistill.data.annotations import read_csv
+    from egodistill.data.modalities import get_modality
 
     path = Path(path)
     modality = _modality(path)
     store = open_store(modality, path)
+    mod = get_modality(modality)
     report = VerifyReport(str(path), modality)
     videos = store.video_ids()
     report.videos = len(videos)
@@ -94,17 +83,9 @@ def verify_store(path: str | os.PathLike, *, annotations: list[str | os.PathLike
     bad_videos: set[str] = set()
     for vid in videos:
         try:
-            if modality in ("rgb", "flow"):
-                first, n = int(store.first_frame(vid)), int(store.num_frames(vid))
-                numbers = _sample(first, n, sample)
-                frames = store.read_frames(vid, numbers)
-                if modality == "flow":
-                    _decode(report, frames[0], numbers, vid, "flow frame (u)")
-                    _decode(report, frames[1], numbers, vid, "flow frame (v)")
-                else:
-                    _decode(report, frames, numbers, vid, "frame")
-            else:
-                _coverage(store, modality, vid)
+            mod.span(store, vid)  # reads the video's entry
+            for what, numbers, blobs in mod.verify_jpegs(store, vid, sample):
+                _decode(report, blobs, numbers, vid, what)
         except (KeyError, OSError, ValueError) as e:
             bad_videos.add(vid)
             report.problems.append(f"video {vid}: cannot be read ({e})")
@@ -128,15 +109,7 @@ def verify_store(path: str | os.PathLike, *, annotations: list[str | os.PathLike
             except ValueError:
                 report.problems.append(f"{where}: start_frame / stop_frame are not integers")
                 continue
-            lo, hi = _coverage(store, modality, vid)
-            if modality == "audio":
-                if timed:
-                    need = int(np.ceil(parse_timestamp(row["stop_timestamp"]) * store.sample_rate(vid)))
-                    if need > hi:
-                        report.problems.append(f"{where}: video {vid} has {hi:,} audio samples, the segment ends at "
-                                               f"sample {need:,} ({row['stop_timestamp']})")
-            elif start < lo or stop > hi:
-                report.problems.append(f"{where}: video {vid} holds frames {lo}..{hi}"
-                                       f"{' (flow frames x stride)' if modality == 'flow' else ''}, "
-                                       f"the segment needs {start}..{stop}")
+            problem = mod.check_segment(store, vid, start, stop, row["stop_timestamp"] if timed else None)
+            if problem:
+                report.problems.append(f"{where}: {problem}")
     return report
