@@ -50,6 +50,7 @@ class MultimodalDataset(Dataset):
         self.paths: dict[str, str] = {}
         for name in self.modalities:
             get_modality(name)  # unknown names fail here, listing the valid ones
+            view_loader(name, cfg)  # and, with data.decode=gpu, one that does not say how it loads there
             if name not in cfg.data.stores:
                 raise FileNotFoundError(
                     f"modality {name!r} needs a store: set data.stores.{name} (configured: {', '.join(cfg.data.stores) or 'none'})")

@@ -1,10 +1,13 @@
-"""`data.decode=gpu`: RGB and flow JPEGs travel undecoded and are decoded, cropped, resized and
-flipped on the training device, batched (`torchvision.io.decode_jpeg(list, device=...)`).
+"""`data.decode=gpu`: JPEG frames (RGB's, flow's) travel undecoded and are decoded, cropped,
+resized and flipped on the training device, batched (`torchvision.io.decode_jpeg(list, device=...)`).
 
-The loader reads each view's distinct JPEGs from the store (as the CPU path does) and hands out
-`JpegClips` instead of frames; `engine.inputs.to_device` decodes them on the device into the
-uint8 clips the CPU path gives (`[*lead, T, C, S, S]`; `Modality.normalize` then does the
-rest). Audio and layout are built in the loader as before.
+Each modality says how (`Modality.device_decode`): one of "jpeg" hands the loader each view's
+distinct JPEGs (`Modality.device_jpegs`, read from the store as the CPU path reads them), the
+loader hands out `JpegClips` instead of frames, and `engine.inputs.to_device` decodes them on
+the device and has the modality make them the uint8 clips the CPU path gives
+(`Modality.from_device_frames`: `[*lead, T, C, S, S]`; `Modality.normalize` then does the
+rest). One of "host" (audio, layout) is built in the loader as before; one that declares
+neither is refused.
 
 The geometry is one function (`crop_resize_flip`) for every device: OpenCV's bilinear
 mapping (half-pixel centres; a box on whole source pixels is a slice resized with the edge
@@ -23,13 +26,9 @@ import numpy as np
 import torch
 
 from egodistill.config import Config, ConfigError
-from egodistill.data.jpeg import read_unique
-from egodistill.data.modalities import MODALITIES, Segment, segment_kwargs
-from egodistill.data.modalities.flow import view_flow_numbers
+from egodistill.data.modalities import MODALITIES, Segment
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
-
-GPU_MODALITIES = ("rgb", "flow")  # what data.decode=gpu decodes on the device; the rest load as before
 
 
 def check_decode(cfg: Config) -> None:
@@ -49,12 +48,12 @@ def check_decode(cfg: Config) -> None:
 
 @dataclass
 class JpegClips:
-    """The JPEGs of clips of one frame modality, to decode and cut on a device.
+    """The JPEGs of clips of one frame modality (`modality`, registered), to decode and cut on a device.
 
     `data` uint8 `[bytes]`: every distinct JPEG back to back, JPEG j at `offsets[j]:offsets[j+1]`
     (`offsets` int64 `[J+1]`); `frames` int64 `[N, T, P]`: the JPEG of plane p of frame t of
-    clip n (P = 1 for RGB, 2 for flow's u and v); `crops` float64 `[N, 4]` (x1, y1, x2, y2
-    normalised to the source frame) and `flips` bool `[N]`: each clip's view; `lead`: the clips'
+    clip n (`Modality.device_jpegs`: P = 1 for RGB, 2 for flow's u and v); `crops` float64
+    `[N, 4]` (x1, y1, x2, y2 normalised to the source frame) and `flips` bool `[N]`: each clip's view; `lead`: the clips'
     leading dimensions (their product is N); `size`: S; `channels`: C of the decoded clips.
     """
 
@@ -110,15 +109,9 @@ class JpegLoader:
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
              out: torch.Tensor | None = None) -> JpegClips:
         """Return the view's distinct JPEGs and where each frame's are (`out` is not used)."""
-        kw = segment_kwargs(store, sample)
-        if self.name == "rgb":
-            numbers = segment.frame_numbers(view)
-            blobs, _, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
-            return _clips("rgb", blobs, inverse[:, None], view, cfg.data.size, 3)
-        numbers = view_flow_numbers(store, sample, view, segment)
-        (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
-        frames = np.stack([inverse, inverse + len(uniq)], axis=1)  # [T, 2]: u then v JPEGs
-        return _clips("flow", us + vs, frames, view, cfg.data.size, MODALITIES["flow"].channels(cfg))
+        mod = MODALITIES[self.name]
+        blobs, frames = mod.device_jpegs(store, sample, view, cfg, segment=segment)
+        return _clips(self.name, blobs, frames, view, cfg.data.size, mod.channels(cfg))
 
     def collate(self, items: list[JpegClips]) -> JpegClips:
         return JpegClips.stack(items)
@@ -126,10 +119,17 @@ class JpegLoader:
 
 def view_loader(name: str, cfg: Config):
     """Return what loads modality `name` for the dataset: its `Modality`, or with data.decode=gpu
-    a `JpegLoader` for RGB and flow."""
-    if cfg.data.decode == "gpu" and name in GPU_MODALITIES:
+    a `JpegLoader` when the modality ships JPEGs (`Modality.device_decode`). Raise ConfigError
+    under data.decode=gpu for a modality that does not declare how it loads there."""
+    mod = MODALITIES[name]
+    if cfg.data.decode != "gpu" or mod.device_decode == "host":
+        return mod
+    if mod.device_decode == "jpeg":
         return JpegLoader(name)
-    return MODALITIES[name]
+    raise ConfigError(
+        f"data.decode=gpu: modality {name!r} does not declare how it loads there (Modality.device_decode "
+        f"is {mod.device_decode!r}: 'jpeg' ships its JPEGs to the device, 'host' loads it as with decode=cpu); "
+        f"set data.decode=cpu, or declare it in its module")
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,26 +186,22 @@ def crop_resize_flip(frames: torch.Tensor, crop, flip: bool, size: int) -> torch
 
 def decode_clips(clips: JpegClips, device: torch.device | str) -> torch.Tensor:
     """Return `clips` decoded on `device` (one batched `decode_jpeg` call), cropped, resized and
-    flipped: uint8 `[*lead, T, C, S, S]`, contiguous; RGB as the RGB loader gives it, flow as
-    the flow loader (u, v, a zero third channel; a flipped view's u is 255 - u)."""
+    flipped, each clip made by its modality (`Modality.from_device_frames`: RGB as the RGB
+    loader gives it, flow as the flow loader): uint8 `[*lead, T, C, S, S]`, contiguous."""
     from torchvision.io import ImageReadMode, decode_jpeg
 
     device = torch.device(device)
+    mod = MODALITIES[clips.modality]
     offsets = clips.offsets.tolist()
     blobs = [clips.data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
-    mode = ImageReadMode.RGB if clips.modality == "rgb" else ImageReadMode.GRAY
+    mode = ImageReadMode.GRAY if mod.device_grey else ImageReadMode.RGB
     images = decode_jpeg(blobs, mode=mode, device=device)  # J tensors [c, H, W] uint8 on the device
     n, t, planes = clips.frames.shape
     s = clips.size
     out = torch.zeros((n, t, clips.channels, s, s), dtype=torch.uint8, device=device)
     for i in range(n):
-        for p in range(planes):
-            frames = torch.stack([images[j] for j in clips.frames[i, :, p].tolist()])  # [T, c, H, W]
-            got = crop_resize_flip(frames, clips.crops[i].tolist(), bool(clips.flips[i]), s)
-            if clips.modality == "rgb":
-                out[i] = got
-            else:
-                out[i, :, p] = got[:, 0]
-        if clips.modality == "flow" and bool(clips.flips[i]):
-            torch.sub(255, out[i, :, 0], out=out[i, :, 0])  # a mirrored view's horizontal motion is reversed
+        crop, flip = clips.crops[i].tolist(), bool(clips.flips[i])
+        got = [crop_resize_flip(torch.stack([images[j] for j in clips.frames[i, :, p].tolist()]), crop, flip, s)
+               for p in range(planes)]  # P x [T, c, S, S]
+        out[i] = mod.from_device_frames(torch.stack(got, dim=1), flip, clips.channels)
     return out.view(*clips.lead, t, clips.channels, s, s)

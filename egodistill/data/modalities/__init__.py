@@ -114,6 +114,12 @@ class Modality:
     # where a sample's frames are (the dataset asks the first such modality it has a store of).
     frames: bool = False
     span_note: str = ""  # how `span` counts, where it is not plain frame numbers (`prepare verify`'s messages)
+    # How data.decode=gpu loads it (egodistill/data/gpu_decode.py): "jpeg" ships each view's
+    # JPEGs undecoded (`device_jpegs`), decoded (as RGB, or grey with `device_grey`), cropped,
+    # resized and flipped on the device and made into its clip there (`from_device_frames`);
+    # "host" loads as with data.decode=cpu (it decodes no JPEGs); "" (undeclared) is refused.
+    device_decode: str = ""
+    device_grey: bool = False
 
     def channels(self, cfg: Config) -> int:
         """Return C, the input channels of this modality's model: of `normalize`'s output
@@ -158,6 +164,18 @@ class Modality:
         write there and return it, or ignore it; the caller copies what it gets where needed.
         """
         raise NotImplementedError
+
+    def device_jpegs(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, *,
+                     segment: Segment) -> tuple[list[bytes], np.ndarray]:
+        """(device_decode "jpeg") Return one view's distinct JPEGs and which of them each frame
+        reads: int `[T, P]`, the JPEG of plane p of frame t (P = 1 for one image a frame)."""
+        raise NotImplementedError(f"modality {self.name!r} ships no JPEGs to the device")
+
+    def from_device_frames(self, planes: torch.Tensor, flip: bool, channels: int) -> torch.Tensor:
+        """(device_decode "jpeg") Return one view's clip, uint8 `[T, channels, S, S]` as `load` gives
+        it with data.uint8_frames, made on the device from its JPEGs decoded, cropped, resized and
+        (when `flip`) mirrored there: `planes` uint8 `[T, P, c, S, S]` (c = 3, or 1 with `device_grey`)."""
+        raise NotImplementedError(f"modality {self.name!r} ships no JPEGs to the device")
 
     def normalize(self, x: Any) -> Any:
         """Return the model-ready input of a batch entry `[..., T, C, S, S]` of this modality.

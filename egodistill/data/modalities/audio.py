@@ -116,6 +116,7 @@ class AudioModality(Modality):
     name = "audio"
     order = 2
     reader, writer = AudioStore, AudioWriter
+    device_decode = "host"  # data.decode=gpu: loaded as with decode=cpu (no JPEGs)
 
     def channels(self, cfg: Config) -> int:
         return 3

@@ -72,6 +72,7 @@ class FlowModality(Modality):
     order = 1
     reader, writer = FlowStore, FlowWriter
     frames = True
+    device_decode, device_grey = "jpeg", True
 
     def channels(self, cfg: Config) -> int:
         if cfg.data.flow_channels not in (2, 3):
@@ -125,6 +126,25 @@ class FlowModality(Modality):
             np.subtract(255, dst[:, 0], out=dst[:, 0])
         if channels == 3:
             dst[:, 2] = 0
+        return x
+
+    def device_jpegs(self, store, sample: Sample, view: ViewParams, cfg: Config, *,
+                     segment: Segment) -> tuple[list[bytes], np.ndarray]:
+        """Return the view's distinct u then v JPEGs and `[T, 2]`: each frame's u and v JPEG
+        (data.decode=gpu)."""
+        kw = segment_kwargs(store, sample)
+        numbers = view_flow_numbers(store, sample, view, segment)
+        (us, vs), uniq, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
+        return us + vs, np.stack([inverse, inverse + len(uniq)], axis=1)
+
+    def from_device_frames(self, planes: torch.Tensor, flip: bool, channels: int) -> torch.Tensor:
+        """Return flow `[T, C, S, S]` as `load` gives it in uint8 from grey u, v `planes`
+        `[T, 2, 1, S, S]`: a mirrored view's u is 255 - u, a third channel is 0."""
+        t, _, _, h, w = planes.shape
+        x = torch.zeros((t, channels, h, w), dtype=torch.uint8, device=planes.device)
+        x[:, :2] = planes[:, :, 0]
+        if flip:
+            torch.sub(255, x[:, 0], out=x[:, 0])  # a mirrored view's horizontal motion is reversed
         return x
 
     def normalize(self, x):

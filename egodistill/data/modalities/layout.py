@@ -52,6 +52,7 @@ class LayoutModality(Modality):
     reader, writer = LayoutStore, LayoutWriter
     frames = True
     reads = "layout"
+    device_decode = "host"  # data.decode=gpu: loaded as with decode=cpu (no JPEGs)
 
     def channels(self, cfg: Config) -> int:
         return 4  # box coordinates per detection

@@ -20,6 +20,7 @@ class RGBModality(Modality):
     order = 0
     reader, writer = RGBStore, RGBWriter
     frames = True
+    device_decode = "jpeg"
 
     def channels(self, cfg: Config) -> int:
         return 3
@@ -56,6 +57,18 @@ class RGBModality(Modality):
             std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
             return (x - mean) / std
         return normalize_frames(frames, IMAGENET_MEAN, IMAGENET_STD)
+
+    def device_jpegs(self, store, sample: Sample, view: ViewParams, cfg: Config, *,
+                     segment: Segment) -> tuple[list[bytes], np.ndarray]:
+        """Return the view's distinct JPEGs and `[T, 1]`: the JPEG of each frame (data.decode=gpu)."""
+        kw = segment_kwargs(store, sample)
+        numbers = segment.frame_numbers(view)
+        blobs, _, inverse = read_unique(lambda ns: store.read_frames(segment.video_id, ns, **kw), numbers)
+        return blobs, inverse[:, None]
+
+    def from_device_frames(self, planes: torch.Tensor, flip: bool, channels: int) -> torch.Tensor:
+        """Return the frames `[T, 3, S, S]` of `planes` `[T, 1, 3, S, S]` (already mirrored when `flip`)."""
+        return planes[:, 0]
 
     def normalize(self, x):
         """ImageNet-normalise uint8 frames `[..., 3, S, S]` (float input passes through)."""
