@@ -86,16 +86,36 @@ def run_distill(cfg: Config, *, resume: bool = False, overwrite: bool = False, p
         return _run_distill(cfg, resume=resume, overwrite=overwrite, progress=progress, started=started)
 
 
+def _load_checked(cfg: Config, run_dir: Path, *, resume: bool, overwrite: bool) -> tuple[list, Any, dict[str, int],
+                                                                                   list[str]]:
+    """Check the run folder, load the teachers and check them against the student and the data;
+    return (teachers, annotation reader, the student's heads {name: classes}, the distilled heads)."""
+    from egodistill.data.annotations import build_reader
+    from egodistill.distill.loss import active_heads
+    from egodistill.distill.teachers import check_heads, load_teachers
+
+    for t in cfg.distill.teachers:
+        if Path(t).resolve() == run_dir.resolve():
+            raise ValueError(f"run_dir {run_dir} is also a teacher (distill.teachers); give the student its own folder")
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
+    teachers = load_teachers(cfg.distill.teachers)
+    reader = build_reader(cfg)
+    student_heads = dict(cfg.model.heads) or reader.info().num_classes
+    heads = active_heads(student_heads, cfg.train.head_weights)
+    check_heads(teachers, {h: student_heads[h] for h in heads})
+    check_teacher_data(cfg, teachers)
+    print(f"distill: {len(teachers)} teachers ({', '.join(f'{t.modality}: {t.run_dir}' for t in teachers)}) "
+          f"-> {cfg.model.modality} student {cfg.model.arch}; heads {', '.join(f'{h} ({student_heads[h]})' for h in heads)}")
+    return teachers, reader, student_heads, heads
+
+
 def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, started: dict[str, bool]) -> dict[str, Any]:
     """`run_distill`; sets started["fresh"] once the run starts in a new folder."""
     from accelerate import PartialState
 
-    from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import MultimodalDataset
     from egodistill.data.modalities import get_modality
     from egodistill.distill.ensemble import EnsembleTeacher
-    from egodistill.distill.loss import active_heads
-    from egodistill.distill.teachers import check_heads, load_teachers
     from egodistill.distill.unlabelled import mix
     from egodistill.engine.heldout import write_heldout
     from egodistill.engine.objectives import DistillObjective
@@ -104,20 +124,9 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
 
     dcfg = cfg.distill
     run_dir = Path(cfg.run_dir)
-    for t in dcfg.teachers:
-        if Path(t).resolve() == run_dir.resolve():
-            raise ValueError(f"run_dir {run_dir} is also a teacher (distill.teachers); give the student its own folder")
-    check_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
-    teachers = load_teachers(dcfg.teachers)
-    reader = build_reader(cfg)
+    teachers, reader, student_heads, heads = _load_checked(cfg, run_dir, resume=resume, overwrite=overwrite)
     info = reader.info()
-    student_heads = dict(cfg.model.heads) or info.num_classes
-    heads = active_heads(student_heads, cfg.train.head_weights)
-    check_heads(teachers, {h: student_heads[h] for h in heads})
-    check_teacher_data(cfg, teachers)
     student_modality = cfg.model.modality
-    print(f"distill: {len(teachers)} teachers ({', '.join(f'{t.modality}: {t.run_dir}' for t in teachers)}) "
-          f"-> {student_modality} student {cfg.model.arch}; heads {', '.join(f'{h} ({student_heads[h]})' for h in heads)}")
 
     train_samples, heldout_samples, unlabelled = _samples(cfg, reader, teachers)
     # the student's training samples: the labelled ones first, then the unlabelled ones
