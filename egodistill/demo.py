@@ -15,7 +15,7 @@ import dataclasses
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -55,7 +55,7 @@ class DemoSettings:
     cache_views: int = 8
     # Every run keeps its last epoch: on a 50-clip held-out split the best of 36 noisy evaluations
     # is often a lucky early epoch (docs/distillation.md, "Which weights to keep").
-    keep_weights: str = "last"
+    keep_weights: Literal["best", "last"] = "last"
     # The demo's world is cleaner than `SynthConfig`'s defaults, because its models train for
     # about a minute each from scratch on ~250 clips: at the defaults the audio teacher
     # never leaves the majority class (the event sound sits under the noise and the distractor
@@ -135,7 +135,7 @@ def train_models(base: Config, runs: Path, s: DemoSettings, *, progress: bool, l
             log(f"train {name} ({arch}, {modality}, labels only, {s.teacher_epochs} epochs)")
             cfg = run_config(base, runs / name, modality, arch, s.teacher_epochs)
             # Flow, audio and layout show the motion (the verb) but hardly the object, so their
-            # action accuracy is no signal to select on.
+            # action accuracy is no signal to select on (or, with keep_weights=last, to log).
             cfg.train.select_metric = "verb_top1"
             run_train(cfg, progress=progress)
         teachers.append(runs / name)

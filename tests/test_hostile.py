@@ -117,6 +117,34 @@ def test_overwrite_with_a_missing_store_keeps_the_trained_run(trained_run: Path,
     assert snapshot(run) == before
 
 
+@pytest.mark.parametrize("command", ["train", "distill"])
+@pytest.mark.parametrize("override, named", [
+    ("data.decode=gpu", "data.decode=gpu"),  # no CUDA on the test machine (skipped where there is)
+    ("train.tensorboard=true", "tensorboard"),  # tensorboard is an optional package
+    ("model.pretrained=missing.safetensors", "missing.safetensors"),
+])
+def test_overwrite_with_a_config_that_cannot_run_keeps_the_trained_run(trained_run: Path, synth_root: Path,
+                                                                       tmp_path: Path, capsys, command, override,
+                                                                       named):
+    """What only this machine or the model build can refuse is refused before --overwrite deletes."""
+    import importlib.util
+
+    import torch
+
+    if override.startswith("data.decode") and torch.cuda.is_available():
+        pytest.skip("CUDA is available: data.decode=gpu can run")
+    if override.startswith("train.tensorboard") and importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    before = snapshot(run)
+    distill = {"distill": {"teachers": [str(trained_run)], "weighting": "uniform"}} if command == "distill" else {}
+    cfg = tiny_config(synth_root, tmp_path / "cfg.yaml", run, **distill)
+    code, _, err = run_cli(capsys, command, cfg, override, "--overwrite", "--no-progress")
+    assert code == 1 and named in err and "Traceback" not in err
+    assert snapshot(run) == before
+
+
 def test_overwrite_replaces_a_run(trained_run: Path, synth_root: Path, tmp_path: Path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)

@@ -195,6 +195,10 @@ def decode_clips(clips: JpegClips, device: torch.device | str) -> torch.Tensor:
     offsets = clips.offsets.tolist()
     blobs = [clips.data[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
     mode = ImageReadMode.GRAY if mod.device_grey else ImageReadMode.RGB
+    if torch.device(device).type == "cuda":
+        # decode_jpeg decodes on its own stream into memory the caller's stream may still be
+        # reading from the previous step (torchvision 0.29); let that work finish first.
+        torch.cuda.current_stream(device).synchronize()
     images = decode_jpeg(blobs, mode=mode, device=device)  # J tensors [c, H, W] uint8 on the device
     n, t, planes = clips.frames.shape
     s = clips.size

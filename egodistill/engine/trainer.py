@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from egodistill.atomic import write_text
-from egodistill.config import Config, OptimConfig
+from egodistill.config import Config, ConfigError, OptimConfig
 from egodistill.data.dataset import EpochOrderSampler, build_loader
 from egodistill.data.records import DatasetInfo
 from egodistill.engine.checkpoint import (
@@ -163,7 +163,8 @@ class _Tensorboard:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as e:
-            raise ImportError("train.tensorboard=true needs the tensorboard package (pip install tensorboard)") from e
+            raise ConfigError("train.tensorboard=true needs the tensorboard package (pip install tensorboard), "
+                              "or set train.tensorboard=false") from e
         self.writer = SummaryWriter(str(log_dir))
 
     def log(self, record: dict[str, Any], step: int, prefix: str) -> None:

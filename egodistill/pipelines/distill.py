@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egodistill.config import Config, config_to_dict, resolve_path
-from egodistill.pipelines.run_dir import check_run_dir, discard_failed_start, prepare_run_dir
+from egodistill.pipelines.run_dir import check_can_run, check_run_dir, discard_failed_start, prepare_run_dir
 
 if TYPE_CHECKING:  # the command line imports this module; torch loads only when a run starts
     import torch
@@ -98,6 +98,7 @@ def _load_checked(cfg: Config, run_dir: Path, *, resume: bool, overwrite: bool) 
         if Path(t).resolve() == run_dir.resolve():
             raise ValueError(f"run_dir {run_dir} is also a teacher (distill.teachers); give the student its own folder")
     check_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
+    check_can_run(cfg)
     teachers = load_teachers(cfg.distill.teachers)
     reader = build_reader(cfg)
     student_heads = dict(cfg.model.heads) or reader.info().num_classes
@@ -117,6 +118,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     from egodistill.data.modalities import get_modality
     from egodistill.distill.ensemble import EnsembleTeacher
     from egodistill.distill.unlabelled import mix
+    from egodistill.distill.teachers import DATASET_WEIGHTS_FILE
     from egodistill.engine.heldout import write_heldout
     from egodistill.engine.objectives import DistillObjective
     from egodistill.engine.trainer import fit, seed_everything
@@ -131,6 +133,12 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     train_samples, heldout_samples, unlabelled = _samples(cfg, reader, teachers)
     # the student's training samples: the labelled ones first, then the unlabelled ones
     student_samples = train_samples + unlabelled
+    weights_saved = resume and (run_dir / DATASET_WEIGHTS_FILE).is_file()
+    if _needs_dataset_weights(dcfg, bool(unlabelled)) and not heldout_samples and not weights_saved:
+        raise ValueError(f"distill.weighting={dcfg.weighting}{' with unlabelled samples' if unlabelled else ''} "
+                         f"needs held-out samples, but the teachers' heldout.json is empty")
+    seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
+    model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
     started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
@@ -151,8 +159,6 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
 
     train_set = mix(train_set, len(train_samples), dcfg.unlabelled.ratio, cfg.train.seed)
     heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
-    seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
-    model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
     summary = fit(cfg, run_dir, model, objective, train_set, heldout_set, info, resume=resume, progress=progress)
     summary = dict(summary or {})
     summary.update(cache_info)
@@ -200,6 +206,12 @@ def _student_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: Ensemb
             ensemble, {})
 
 
+def _needs_dataset_weights(dcfg, has_unlabelled: bool) -> bool:
+    """Return whether distillation computes dataset weights on the held-out split: for
+    weighting "dataset", and for "per-sample" when unlabelled samples need a fallback."""
+    return dcfg.weighting == "dataset" or (dcfg.weighting == "per-sample" and has_unlabelled)
+
+
 def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: list[Sample], heads: list[str], *,
                      has_unlabelled: bool, resume: bool, device: torch.device,
                      progress: bool) -> dict[str, torch.Tensor] | None:
@@ -214,16 +226,13 @@ def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: l
     from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, compute_dataset_weights, read_dataset_weights
 
     dcfg = cfg.distill
-    if not (dcfg.weighting == "dataset" or (dcfg.weighting == "per-sample" and has_unlabelled)):
+    if not _needs_dataset_weights(dcfg, has_unlabelled):
         return None
     run_dir = Path(cfg.run_dir)
     path = run_dir / DATASET_WEIGHTS_FILE
     if resume and path.is_file():
         weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers])
     else:
-        if not heldout_samples:
-            raise ValueError(f"distill.weighting={dcfg.weighting}{' with unlabelled samples' if has_unlabelled else ''} "
-                             f"needs held-out samples, but the teachers' heldout.json is empty")
         held = MultimodalDataset(cfg, heldout_samples, list(dict.fromkeys(t.modality for t in teachers)), train=False)
         loader = build_loader(held, cfg, train=False, batch_size=cfg.train.eval_batch_size, shuffle=False)
         record = compute_dataset_weights(teachers, loader, heads, dcfg.tau, device, progress)

@@ -58,6 +58,20 @@ def _inputs_of(cfg: Config) -> list[tuple[str, Path]]:
     return [(what, p.resolve()) for what, p in found]
 
 
+def check_can_run(cfg: Config) -> None:
+    """Raise ConfigError when this machine cannot run `cfg` (data.decode=gpu without CUDA,
+    train.tensorboard without the tensorboard package); checked before a run folder changes."""
+    import importlib.util
+
+    from egodistill.config import ConfigError
+    from egodistill.data.gpu_decode import check_decode
+
+    check_decode(cfg)
+    if cfg.train.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("train.tensorboard=true needs the tensorboard package (pip install tensorboard), "
+                          "or set train.tensorboard=false")
+
+
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool, cfg: Config | None = None) -> None:
     """Raise unless a run may start in `run_dir`; changes nothing on disk.
 

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from egodistill.config import Config
-from egodistill.pipelines.run_dir import check_run_dir, discard_failed_start, is_main_process, prepare_run_dir
+from egodistill.pipelines.run_dir import (
+    check_can_run,
+    check_run_dir,
+    discard_failed_start,
+    is_main_process,
+    prepare_run_dir,
+)
 
 
 def summary_line(summary: dict[str, Any]) -> str:
@@ -36,6 +42,7 @@ def run_train(cfg: Config, *, resume: bool = False, overwrite: bool = False, pro
     run_dir = Path(cfg.run_dir)
     # Everything is checked (run folder, annotations, model, stores) before the folder changes.
     check_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
+    check_can_run(cfg)
     reader = build_reader(cfg)
     info = reader.info()
     samples = reader.samples(cfg.data.train_split)
