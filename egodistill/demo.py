@@ -266,8 +266,21 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 # What a demo writes into its folder; --overwrite deletes only a folder holding nothing else.
-DEMO_OUTPUTS = {"synth", "runs", "clips", "report.md", "report.md.tmp", "results.json", "results.json.tmp",
-                "summary.png", "summary.png.tmp"}
+DEMO_OUTPUTS = {"synth", "synth.tmp", "runs", "clips", "report.md", "report.md.tmp", "results.json",
+                "results.json.tmp", "summary.png", "summary.png.tmp"}
+# What only a demo writes: a folder without one of these is not a demo's, whatever else it holds.
+DEMO_MARKERS = ("synth/synth.json", "synth.tmp", "results.json")
+
+
+def demo_folder_problem(out: Path) -> str:
+    """Return why `--overwrite` must not delete `out` ("" when it holds a demo's outputs and nothing else)."""
+    names = sorted(p.name for p in out.iterdir())
+    foreign = [n for n in names if n not in DEMO_OUTPUTS and not n.startswith(".synth.replaced-")]
+    if foreign:
+        return f"it holds files a demo does not write ({', '.join(foreign[:5])})"
+    if not any((out / m).exists() for m in DEMO_MARKERS):
+        return f"it holds no demo dataset or results ({', '.join(names[:5])})"
+    return ""
 
 
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSettings | None = None,
@@ -286,10 +299,9 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSet
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ValueError(f"demo folder {out} already exists; use --overwrite to start it again or --out DIR")
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in DEMO_OUTPUTS and not p.name.startswith("synth"))
-        if foreign:
-            raise ValueError(f"--overwrite: {out} holds files a demo does not write ({', '.join(foreign[:5])}); "
-                             "it is not deleted. Choose another --out")
+        problem = demo_folder_problem(out)
+        if problem:
+            raise ValueError(f"--overwrite: {out} is not deleted: {problem}. Choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
 

@@ -64,3 +64,14 @@ def test_overwrite_refuses_a_folder_the_demo_did_not_write(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "thesis.tex" in err and "not deleted" in err and "Traceback" not in err
     assert (folder / "thesis.tex").read_text() == "years of work"
+
+
+def test_overwrite_refuses_a_folder_of_runs_the_demo_did_not_write(tmp_path, capsys):
+    """A folder whose names a demo also uses (runs/) but with no demo dataset or results is kept."""
+    folder = tmp_path / "mine"
+    (folder / "runs" / "epic_swin_t").mkdir(parents=True)
+    (folder / "runs" / "epic_swin_t" / "model.safetensors").write_bytes(b"weeks of GPU time")
+    assert main(["demo", "--quick", "--out", str(folder), "--overwrite", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "no demo dataset or results" in err and "not deleted" in err and "Traceback" not in err
+    assert (folder / "runs" / "epic_swin_t" / "model.safetensors").read_bytes() == b"weeks of GPU time"

@@ -503,7 +503,9 @@ def test_prepare_refuses_to_copy_a_store_to_resume_without_room(tmp_path: Path, 
     assert cli.main(["prepare", "frames", str(frames), str(out), "--quiet"]) == 0
     before = out.read_bytes()
     frame_folders(tmp_path / "more", videos=2, frames=3)
-    fake_disk(monkeypatch, lambda: len(before))  # room for the copy alone, none to spare
+    from egodistill.data.prepare.common import _RESERVE
+
+    fake_disk(monkeypatch, lambda: _RESERVE + len(before) // 2)  # past the reserve, but not room for the copy
     code, _, err = run_cli(capsys, "prepare", "frames", tmp_path / "more", out, "--quiet")
     assert code == 1 and str(tmp_path) in err and "free" in err, err
     assert out.read_bytes() == before and not Path(str(out) + ".tmp").exists()
@@ -530,7 +532,10 @@ def hand_object_json(path: Path) -> Path:
 @pytest.mark.parametrize("tool", ["frames", "flow-frames", "video", "audio", "flow", "layout"])
 def test_every_prepare_tool_checks_the_disk_before_writing(synth_root: Path, tmp_path: Path, capsys, monkeypatch,
                                                            tool):
-    """One check, before anything is created, in every tool that writes a store."""
+    """One check, before each video, in every tool that writes a store: past the fixed reserve
+    but short of the video's payload, the tool stops at the video, naming it; no store is finished."""
+    from egodistill.data.prepare.common import _RESERVE
+
     disk = tmp_path / "disk"
     if tool == "frames":
         argv = [frame_folders(tmp_path / "frames"), disk / "rgb.h5"]
@@ -548,10 +553,11 @@ def test_every_prepare_tool_checks_the_disk_before_writing(synth_root: Path, tmp
         argv = [synth_root / "rgb.h5", disk / "flow.h5", "--videos", "P01_01"]
     else:
         argv = [hand_object_json(tmp_path / "det.json"), disk / "layout.h5", "--format", "hand_object"]
-    fake_disk(monkeypatch, lambda: 1000)
+    stores = 2 if tool == "video" else 1  # rgb.h5 and audio.h5: a reserve each
+    fake_disk(monkeypatch, lambda: stores * _RESERVE + 10)
     code, _, err = run_cli(capsys, "prepare", tool, *argv, "--quiet")
-    assert code == 1 and str(disk) in err and "needs" in err and "free" in err, err
-    assert not disk.exists() or list(disk.iterdir()) == []
+    assert code == 1 and str(disk) in err and "for video" in err and "needs" in err and "free" in err, err
+    assert not disk.exists() or not any(p.suffix == ".h5" for p in disk.iterdir())
 
 
 # ---------------------------------------------------------------------------------------------
