@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -271,12 +272,16 @@ class EpochOrderSampler(Sampler[int]):
     same number of steps; process r takes items r, r + world, ...
     """
 
-    def __init__(self, size: int, seed: int, epoch: int, rank: int = 0, world: int = 1, skip: int = 0):
-        self.size, self.seed, self.epoch = int(size), int(seed), int(epoch)
+    def __init__(self, size: int, seed: int, epoch: int | Callable[[], int], rank: int = 0, world: int = 1,
+                 skip: int = 0):
+        # `epoch` may be a callable read at each iteration: a loader built once then follows
+        # the dataset's set_epoch.
+        self.size, self.seed, self.epoch = int(size), int(seed), epoch
         self.rank, self.world, self.skip = int(rank), int(world), int(skip)
 
     def order(self) -> list[int]:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        epoch = int(self.epoch() if callable(self.epoch) else self.epoch)
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
         perm = torch.randperm(self.size, generator=g).tolist()
         per_rank = math.ceil(self.size / self.world) if self.size else 0
         perm = (perm * (self.world + 1))[: per_rank * self.world]
@@ -321,7 +326,7 @@ def build_loader(
     if shuffle is None:
         shuffle = train
     if sampler is None and shuffle:
-        sampler = EpochOrderSampler(len(dataset), cfg.train.seed, getattr(dataset, "epoch", 0))
+        sampler = EpochOrderSampler(len(dataset), cfg.train.seed, lambda: getattr(dataset, "epoch", 0))
     check_decode(cfg)  # data.decode=gpu without CUDA fails here, before any worker starts
     return make_loader(cfg.train.loader, dataset, batch_size=batch_size, sampler=sampler, workers=int(cfg.train.workers),
                        collate_fn=collate, pin_memory=torch.cuda.is_available())

@@ -180,6 +180,17 @@ def test_one_epoch_order_for_the_trainer_and_the_default_loader(synth_config):
     assert len(orders) > 1
 
 
+def test_a_loader_built_once_follows_set_epoch(synth_config):
+    """A caller that builds the training loader once and calls set_epoch each epoch gets each
+    epoch's order, as a loader built anew would."""
+    cfg = _small(synth_config)
+    ds = build_dataset(cfg, "train", train=True, modalities=["layout"])
+    sampler = build_loader(ds, cfg, train=True).sampler
+    for e in range(4):
+        ds.set_epoch(e)
+        assert list(sampler) == EpochOrderSampler(len(ds), cfg.train.seed, e).order()
+
+
 def test_student_dataset_with_frame_step_reads_every_second_teacher_frame(synth_config):
     cfg = _small(synth_config, num_frames=8)
     teacher = build_dataset(cfg, "train", train=True, modalities=["rgb"])
