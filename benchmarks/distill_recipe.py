@@ -37,6 +37,9 @@ POINTS: dict[str, dict] = {
     "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0),
     "gt1_K16": dict(alpha_gt=1.0, temperature=1.0, cache_views=16, tau=1.0),
     "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36),
+    # the ensemble temperature-scaled per head on the held-out split (distill.calibrate)
+    "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
+    "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
 }
 HEADS = ("verb_top1", "noun_top1", "action_top1", "ece", "confidence")
 
@@ -72,7 +75,7 @@ def run_seed(out: Path, seed: int, points: list[str]) -> dict[str, dict[str, flo
     for point in points:
         ps = dataclasses.replace(s, **POINTS[point])
         name = f"student_{point}"
-        cache = runs / f"cache_K{ps.cache_views}_tau{ps.tau:g}.h5"
+        cache = runs / f"cache_K{ps.cache_views}_tau{ps.tau:g}{'_cal' if ps.calibrate else ''}.h5"
         if not (runs / name / "model.safetensors").is_file():
             print(f"seed {seed}: distill {name}", flush=True)
             distill_student(base, runs, name, ps.students[0], teachers, ps, cache_path=cache, progress=False)

@@ -53,6 +53,7 @@ class DemoSettings:
     temperature: float = 1.0
     tau: float = 1.0
     cache_views: int = 8
+    calibrate: bool = False  # temperature-scale the ensemble on the held-out split (distill.calibrate)
     # Every run keeps its last epoch: on a 50-clip held-out split the best of 36 noisy evaluations
     # is often a lucky early epoch (docs/distillation.md, "Which weights to keep").
     keep_weights: Literal["best", "last"] = "last"
@@ -152,7 +153,7 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
     cfg = run_config(base, runs / name, "rgb", arch, s.student_epochs, frame_step=frame_step)
     cfg.distill = dataclasses.replace(
         cfg.distill, teachers=[str(t) for t in teachers], weighting="dataset", tau=s.tau,
-        temperature=s.temperature, alpha_gt=s.alpha_gt,
+        temperature=s.temperature, alpha_gt=s.alpha_gt, calibrate=s.calibrate,
         cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views, path=str(cache_path or runs / "teacher_cache.h5")))
     run_distill(cfg, progress=progress)
     return runs / name

@@ -46,6 +46,8 @@ class EnsembleTeacher(nn.Module):
     used for the samples without a label) or "dataset" (needs `weights`: {head: [N]} computed
     beforehand on a held-out split). `heads` restricts the output
     to these heads (default: the first teacher's heads). `names` labels the teachers in logs.
+    `temperatures` {head: T}, when given, divide each head's combined logits (the held-out
+    calibration of `egodistill.distill.calibration`); heads without one are left as they are.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class EnsembleTeacher(nn.Module):
         weights: dict[str, Tensor] | None = None,
         heads: Sequence[str] | None = None,
         names: Sequence[str] | None = None,
+        temperatures: dict[str, float] | None = None,
     ):
         super().__init__()
         if not teachers:
@@ -79,6 +82,10 @@ class EnsembleTeacher(nn.Module):
                 if w.shape != (len(self.teachers),):
                     raise ValueError(f"ensemble teacher: head '{h}' has {tuple(w.shape)} weights for {len(self.teachers)} teachers")
         self.fixed_weights = {h: w.detach().float().cpu() for h, w in weights.items()} if weights else None
+        for h, t in (temperatures or {}).items():
+            if not t > 0:
+                raise ValueError(f"ensemble teacher: head '{h}' has temperature {t}; a temperature must be positive")
+        self.temperatures = dict(temperatures or {})
 
     def train(self, mode: bool = True) -> "EnsembleTeacher":
         return super().train(False)  # frozen: always eval mode
@@ -113,8 +120,13 @@ class EnsembleTeacher(nn.Module):
         labels = {h: head_labels(batch["labels"], h, rows, logits[0][h].device) for h in heads}
         return per_sample_weights(logits, labels, self.tau, fallback=self.fixed_weights)
 
+    def combine_teachers(self, logits: list[dict[str, Tensor]], batch: dict) -> dict[str, Tensor]:
+        """Return the ensemble's logits {head: [B*V, C]} from its teachers' `logits` (in teacher
+        order; `batch` gives the labels that per-sample weights need)."""
+        out = combine(logits, self.weights(logits, batch))
+        return {h: z / self.temperatures[h] if h in self.temperatures else z for h, z in out.items()}
+
     @torch.no_grad()
     def forward(self, batch: dict) -> dict[str, Tensor]:
         """Return the ensemble's logits {head: [B*V, C]} for `batch`."""
-        logits = self.teacher_logits(batch)
-        return combine(logits, self.weights(logits, batch))
+        return self.combine_teachers(self.teacher_logits(batch), batch)

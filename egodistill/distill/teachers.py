@@ -16,6 +16,7 @@ from egodistill.distill.ensemble import EnsembleTeacher, ModelTeacher
 from egodistill.distill.weighting import dataset_weights
 
 DATASET_WEIGHTS_FILE = "dataset_weights.json"
+CALIBRATION_FILE = "ensemble_calibration.json"
 
 
 @dataclass
@@ -89,11 +90,10 @@ def shared_heldout_ids(teachers: list[TeacherRun]) -> list[str]:
     return ids
 
 
-def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str], tau: float,
-                            device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
-    """Return the record of the dataset-level weights: {"teachers", "modalities", "tau",
-    "samples", "mean_ce": {head: [N]}, "weights": {head: [N]}} computed on `loader` (held-out)."""
-    from egodistill.distill.weighting import per_teacher_ce
+def heldout_teacher_logits(teachers: list[TeacherRun], loader, heads: list[str], device: torch.device | str = "cpu",
+                           progress: bool = False) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+    """Return (each teacher's logits {head: [M, C]} averaged over views, in teacher order; the
+    labels {head: [M]}, -1 where unknown) on `loader` (the held-out split), in one pass."""
     from egodistill.engine.evaluate import predict_logits
 
     def every_teacher(batch: dict) -> dict[str, Tensor]:  # {"<teacher>/<head>": [B*V, C]}
@@ -106,10 +106,19 @@ def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str]
     flat, _, labels = predict_logits(every_teacher, loader, progress=progress, desc="teachers on held-out",
                                      device=device, return_labels=True)
     logits = [{h: flat[f"{i}/{h}"] for h in heads} for i in range(len(teachers))]
-    labels = {h: labels[h] for h in heads}
+    return logits, {h: labels[h] for h in heads}
+
+
+def dataset_weights_record(teachers: list[TeacherRun], logits: list[dict[str, Tensor]], labels: dict[str, Tensor],
+                           tau: float) -> dict[str, Any]:
+    """Return the record of the dataset-level weights: {"teachers", "modalities", "tau",
+    "samples", "mean_ce": {head: [N]}, "weights": {head: [N]}} from the teachers' held-out
+    `logits` and `labels` (`heldout_teacher_logits`)."""
+    from egodistill.distill.weighting import per_teacher_ce
+
     weights = dataset_weights(logits, labels, tau)
     mean_ce = {}
-    for h in heads:
+    for h in labels:
         known = labels[h] >= 0
         mean_ce[h] = per_teacher_ce([{h: z[h][known]} for z in logits], {h: labels[h][known]}, h).mean(1).tolist()
     return {
@@ -120,6 +129,25 @@ def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str]
         "mean_ce": mean_ce,
         "weights": {h: w.tolist() for h, w in weights.items()},
     }
+
+
+def compute_dataset_weights(teachers: list[TeacherRun], loader, heads: list[str], tau: float,
+                            device: torch.device | str = "cpu", progress: bool = False) -> dict[str, Any]:
+    """Return `dataset_weights_record` of the teachers run on `loader` (held-out)."""
+    logits, labels = heldout_teacher_logits(teachers, loader, heads, device, progress)
+    return dataset_weights_record(teachers, logits, labels, tau)
+
+
+def ensemble_calibration_record(teachers: list[TeacherRun], ensemble: EnsembleTeacher,
+                                logits: list[dict[str, Tensor]], labels: dict[str, Tensor]) -> dict[str, Any]:
+    """Return the record of the ensemble's held-out calibration: {"teachers", "samples",
+    "temperature": {head: T}, "nll": {head: [before, after]}, "ece": {head: [before, after]}}
+    for `ensemble` (its weights, no temperatures yet) on the teachers' held-out `logits`."""
+    from egodistill.distill.calibration import calibration_record
+
+    combined = ensemble.combine_teachers(logits, {"labels": labels})
+    return {"teachers": [str(t.run_dir) for t in teachers], "samples": int(len(next(iter(labels.values())))),
+            **calibration_record(combined, labels)}
 
 
 def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> dict[str, Tensor]:
@@ -135,12 +163,27 @@ def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> di
     return {h: torch.tensor(w, dtype=torch.float32) for h, w in data["weights"].items()}
 
 
+def read_ensemble_temperatures(run_dir: Path, teachers: list[str] | None = None) -> dict[str, float]:
+    """Return {head: T} from `run_dir/ensemble_calibration.json`, checking it names `teachers`."""
+    from egodistill.engine.checkpoint import read_json
+
+    path = Path(run_dir) / CALIBRATION_FILE
+    data = read_json(path)
+    temps = data.get("temperature") if isinstance(data, dict) else None
+    if not isinstance(temps, dict) or not all(isinstance(t, (int, float)) and t > 0 for t in temps.values()):
+        raise ValueError(f"{path}: not an ensemble calibration record (expected 'temperature': {{head: T > 0}})")
+    if teachers is not None and [str(t) for t in teachers] != data.get("teachers"):
+        raise ValueError(f"{path}: the temperatures were fitted for teachers {data.get('teachers')}, not {teachers}")
+    return {h: float(t) for h, t in temps.items()}
+
+
 def load_ensemble(run_dir: str | os.PathLike) -> tuple[EnsembleTeacher, list[str], Config]:
     """Return (ensemble, modalities it reads, the run's config) of distillation run `run_dir`.
 
     The ensemble uses the run's dataset weights (`dataset_weights.json`) when it has them; a
     run with `uniform` or `per-sample` weighting is evaluated with uniform weights, since
-    per-sample weights need the labels.
+    per-sample weights need the labels. A run with `distill.calibrate` divides the logits by its
+    fitted temperatures (`ensemble_calibration.json`) where its weighting is the one evaluated.
     """
     from egodistill.config import load_config
 
@@ -153,12 +196,16 @@ def load_ensemble(run_dir: str | os.PathLike) -> tuple[EnsembleTeacher, list[str
         raise ValueError(f"{run_dir} is not a distillation run (its distill.teachers is empty)")
     runs = load_teachers(cfg.distill.teachers)
     heads = [h for h, n in (dict(cfg.model.heads) or runs[0].heads).items() if n > 0]
-    weights_file = run_dir / DATASET_WEIGHTS_FILE
-    if weights_file.is_file():
-        ensemble = EnsembleTeacher([r.teacher for r in runs], "dataset", cfg.distill.tau,
-                                   weights=read_dataset_weights(run_dir, [str(r.run_dir) for r in runs]), heads=heads)
-    else:
-        ensemble = EnsembleTeacher([r.teacher for r in runs], "uniform", heads=heads)
+    names = [str(r.run_dir) for r in runs]
+    weights = read_dataset_weights(run_dir, names) if (run_dir / DATASET_WEIGHTS_FILE).is_file() else None
+    weighting = "dataset" if weights is not None else "uniform"
+    # The temperatures were fitted on the combination the student learned from; they apply to
+    # that combination only (not to uniform weights standing in for per-sample ones).
+    temperatures = None
+    if (run_dir / CALIBRATION_FILE).is_file() and weighting == cfg.distill.weighting:
+        temperatures = read_ensemble_temperatures(run_dir, names)
+    ensemble = EnsembleTeacher([r.teacher for r in runs], weighting, cfg.distill.tau, weights=weights, heads=heads,
+                               temperatures=temperatures)
     return ensemble, list(dict.fromkeys(r.modality for r in runs)), cfg
 
 

@@ -40,9 +40,10 @@ def check_teacher_data(cfg: Config, teachers: list[TeacherRun]) -> None:
 
 
 def cache_fingerprint(cfg: Config, teachers: list[TeacherRun], weights: dict[str, Any] | None,
-                      sample_ids: list[str]) -> dict[str, Any]:
+                      sample_ids: list[str], temperatures: dict[str, float] | None = None) -> dict[str, Any]:
     """Return what a teacher cache depends on: teachers and their weights' hashes, the weighting
-    and its weights, the data files (hashes/sizes), the view settings, K and the seed."""
+    and its weights, the ensemble's temperatures, the data files (hashes/sizes), the view
+    settings, K and the seed."""
     from egodistill.distill.cache import file_digest
 
     modalities = sorted({t.modality for t in teachers})
@@ -56,6 +57,7 @@ def cache_fingerprint(cfg: Config, teachers: list[TeacherRun], weights: dict[str
         "weighting": cfg.distill.weighting,
         "tau": cfg.distill.tau,
         "dataset_weights": weights,
+        "temperatures": temperatures or None,
         "annotations": {k: file_digest(resolve_path(cfg, v)) for k, v in sorted(cfg.data.files.items())},
         "stores": {m: file_digest(resolve_path(cfg, cfg.data.stores[m])) for m in modalities},
         # What draws and renders the training views; not where files are, nor test views, nor
@@ -118,7 +120,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     from egodistill.data.modalities import get_modality
     from egodistill.distill.ensemble import EnsembleTeacher
     from egodistill.distill.unlabelled import mix
-    from egodistill.distill.teachers import DATASET_WEIGHTS_FILE
+    from egodistill.distill.teachers import CALIBRATION_FILE, DATASET_WEIGHTS_FILE
     from egodistill.engine.heldout import write_heldout
     from egodistill.engine.objectives import DistillObjective
     from egodistill.engine.trainer import fit, seed_everything
@@ -137,6 +139,9 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     if _needs_dataset_weights(dcfg, bool(unlabelled)) and not heldout_samples and not weights_saved:
         raise ValueError(f"distill.weighting={dcfg.weighting}{' with unlabelled samples' if unlabelled else ''} "
                          f"needs held-out samples, but the teachers' heldout.json is empty")
+    if dcfg.calibrate and not heldout_samples and not (resume and (run_dir / CALIBRATION_FILE).is_file()):
+        raise ValueError("distill.calibrate fits the ensemble's temperatures on held-out samples, but the teachers' "
+                         "heldout.json is empty")
     seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
     model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
     started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
@@ -146,10 +151,11 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     state = PartialState()  # the device of this process (several processes: one GPU each)
     for t in teachers:
         t.teacher.to(state.device)
-    weights = _teacher_weights(cfg, teachers, heldout_samples, heads, has_unlabelled=bool(unlabelled), resume=resume,
-                               device=state.device, progress=progress)
+    heldout = _HeldoutLogits(cfg, teachers, heldout_samples, heads, state.device, progress)
+    weights = _teacher_weights(cfg, teachers, heldout, has_unlabelled=bool(unlabelled), resume=resume)
     ensemble = EnsembleTeacher([t.teacher for t in teachers], dcfg.weighting, dcfg.tau, weights=weights, heads=heads,
                                names=[str(t.run_dir) for t in teachers])
+    ensemble.temperatures = _ensemble_temperatures(cfg, teachers, ensemble, heldout, resume=resume)
 
     train_set, teacher, cache_info = _student_train_set(cfg, teachers, ensemble, weights, student_samples,
                                                         {h: student_heads[h] for h in heads}, state, progress)
@@ -212,9 +218,32 @@ def _needs_dataset_weights(dcfg, has_unlabelled: bool) -> bool:
     return dcfg.weighting == "dataset" or (dcfg.weighting == "per-sample" and has_unlabelled)
 
 
-def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: list[Sample], heads: list[str], *,
-                     has_unlabelled: bool, resume: bool, device: torch.device,
-                     progress: bool) -> dict[str, torch.Tensor] | None:
+class _HeldoutLogits:
+    """The teachers' logits and labels on the held-out split, computed on first use (one pass
+    serves the dataset weights and the ensemble's calibration)."""
+
+    def __init__(self, cfg: Config, teachers: list[TeacherRun], samples: list[Sample], heads: list[str],
+                 device: torch.device, progress: bool):
+        self.cfg, self.teachers, self.samples, self.heads = cfg, teachers, samples, heads
+        self.device, self.progress = device, progress
+        self._value: tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None
+
+    def get(self) -> tuple[list[dict[str, torch.Tensor]], dict[str, torch.Tensor]]:
+        """Return (per-teacher logits {head: [M, C]}, labels {head: [M]})."""
+        from egodistill.data.dataset import MultimodalDataset, build_loader
+        from egodistill.distill.teachers import heldout_teacher_logits
+
+        if self._value is None:
+            cfg = self.cfg
+            held = MultimodalDataset(cfg, self.samples, list(dict.fromkeys(t.modality for t in self.teachers)),
+                                     train=False)
+            loader = build_loader(held, cfg, train=False, batch_size=cfg.train.eval_batch_size, shuffle=False)
+            self._value = heldout_teacher_logits(self.teachers, loader, self.heads, self.device, self.progress)
+        return self._value
+
+
+def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout: _HeldoutLogits, *, has_unlabelled: bool,
+                     resume: bool) -> dict[str, torch.Tensor] | None:
     """Return the dataset-level teacher weights {head: [teachers]} when the weighting needs them
     (`dataset`, or `per-sample` with unlabelled samples, which have no label to weigh by), else
     None. Computed once, on the held-out samples none of the teachers trained on, and written to
@@ -222,8 +251,7 @@ def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: l
     import torch
 
     from egodistill.atomic import write_json
-    from egodistill.data.dataset import MultimodalDataset, build_loader
-    from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, compute_dataset_weights, read_dataset_weights
+    from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, dataset_weights_record, read_dataset_weights
 
     dcfg = cfg.distill
     if not _needs_dataset_weights(dcfg, has_unlabelled):
@@ -233,14 +261,36 @@ def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout_samples: l
     if resume and path.is_file():
         weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers])
     else:
-        held = MultimodalDataset(cfg, heldout_samples, list(dict.fromkeys(t.modality for t in teachers)), train=False)
-        loader = build_loader(held, cfg, train=False, batch_size=cfg.train.eval_batch_size, shuffle=False)
-        record = compute_dataset_weights(teachers, loader, heads, dcfg.tau, device, progress)
+        record = dataset_weights_record(teachers, *heldout.get(), dcfg.tau)
         write_json(path, record)
         weights = {h: torch.tensor(w) for h, w in record["weights"].items()}
-    for h in heads:
+    for h in heldout.heads:
         print(f"dataset weights [{h}]: " + ", ".join(f"{t.modality} {float(w):.3f}" for t, w in zip(teachers, weights[h])))
     return weights
+
+
+def _ensemble_temperatures(cfg: Config, teachers: list[TeacherRun], ensemble: EnsembleTeacher,
+                           heldout: _HeldoutLogits, *, resume: bool) -> dict[str, float]:
+    """Return the ensemble's temperatures {head: T} with `distill.calibrate` (fitted on the
+    held-out split and written to `ensemble_calibration.json`; a resumed run reads them back),
+    else {}."""
+    from egodistill.atomic import write_json
+    from egodistill.distill.teachers import CALIBRATION_FILE, ensemble_calibration_record, read_ensemble_temperatures
+
+    if not cfg.distill.calibrate:
+        return {}
+    run_dir = Path(cfg.run_dir)
+    path = run_dir / CALIBRATION_FILE
+    if resume and path.is_file():
+        return read_ensemble_temperatures(run_dir, [str(t.run_dir) for t in teachers])
+    record = ensemble_calibration_record(teachers, ensemble, *heldout.get())
+    record["weighting"] = cfg.distill.weighting
+    write_json(path, record)
+    for h, t in record["temperature"].items():
+        nll, ece = record["nll"][h], record["ece"][h]
+        print(f"ensemble calibration [{h}]: temperature {t:.3f}; held-out NLL {nll[0]:.3f} -> {nll[1]:.3f}, "
+              f"ECE {ece[0]:.1f} -> {ece[1]:.1f}")
+    return dict(record["temperature"])
 
 
 def _cached_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: EnsembleTeacher,
@@ -259,7 +309,7 @@ def _cached_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: Ensembl
     cache_info: dict[str, Any] = {}
     cache_path = Path(dcfg.cache.path) if dcfg.cache.path else Path(cfg.run_dir) / "teacher_cache.h5"
     fp = cache_fingerprint(cfg, teachers, {h: [float(x) for x in w] for h, w in weights.items()} if weights else None,
-                           [s.id for s in student_samples])
+                           [s.id for s in student_samples], ensemble.temperatures)
     cache = TeacherCache(cache_path) if cache_path.is_file() else None
     if cache is not None and cache.matches(fp):
         print(f"teacher cache: reusing {cache_path} ({len(cache)} samples x {cache.views} views)")

@@ -22,8 +22,8 @@ def is_main_process() -> bool:
 
 # What a run folder holds before its first saved state: a failed start leaves only these, and
 # removing them loses nothing (--resume needs last/).
-_START_FILES = {"config.yaml", "info.json", "heldout.json", "metrics.jsonl", "dataset_weights.json", "plots",
-                "tensorboard"}
+_START_FILES = {"config.yaml", "info.json", "heldout.json", "metrics.jsonl", "dataset_weights.json",
+                "ensemble_calibration.json", "plots", "tensorboard"}
 _RUN_SECTIONS = ("run_dir", "data", "model", "optim", "train")
 
 

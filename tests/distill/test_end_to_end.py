@@ -103,6 +103,32 @@ def test_cache_is_built_once_reused_and_rebuilt_when_a_teacher_changes(synth_con
         save_file(state, path)
 
 
+def test_distillation_fits_caches_and_evaluates_the_calibrated_ensemble(synth_config, teachers, tmp_path):
+    from egodistill.distill.teachers import load_ensemble
+
+    runs, dirs = teachers
+    caches = {}
+    for calibrate in (False, True):
+        cfg = student_cfg(synth_config, runs, f"calibrate_{calibrate}", dirs, weighting="dataset", calibrate=calibrate)
+        cfg.distill.cache = type(cfg.distill.cache)(views=1, path=str(tmp_path / f"cache_{calibrate}.h5"))
+        run_distill(cfg, progress=False)
+        caches[calibrate] = TeacherCache(tmp_path / f"cache_{calibrate}.h5")
+    run = runs / "calibrate_True"
+    rec = json.loads((run / "ensemble_calibration.json").read_text())
+    assert rec["teachers"] == dirs and rec["weighting"] == "dataset" and rec["samples"] > 0
+    temps = rec["temperature"]
+    assert set(temps) == {"verb", "noun"} and all(t > 0 for t in temps.values())
+    for h in temps:
+        assert rec["nll"][h][1] <= rec["nll"][h][0] + 1e-9
+        # the cached targets are the uncalibrated ensemble's divided by the head's temperature
+        plain, scaled = (torch.from_numpy(caches[c].logits(0, 0)[h]).float() for c in (False, True))
+        assert torch.allclose(scaled, plain / temps[h], rtol=2e-3, atol=2e-3)
+    assert not (runs / "calibrate_False" / "ensemble_calibration.json").exists()
+    ensemble, _, _ = load_ensemble(run)
+    assert ensemble.temperatures == pytest.approx(temps)
+    assert load_ensemble(runs / "calibrate_False")[0].temperatures == {}
+
+
 def test_independent_views_and_per_sample_weights_train(synth_config, teachers):
     runs, dirs = teachers
     cfg = student_cfg(synth_config, runs, "indep", dirs, weighting="per-sample", consistent=False)

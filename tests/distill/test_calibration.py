@@ -1,0 +1,57 @@
+"""Temperature scaling of the ensemble teacher: the fit finds the temperature that generated the
+labels, lowers the NLL of a too-soft ensemble, and never changes a prediction (the distillation
+run's use of it is tested in test_end_to_end.py)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from egodistill.distill.calibration import calibration_record, fit_temperature
+from egodistill.distill.ensemble import EnsembleTeacher
+
+
+def sampled(temperature: float, n: int = 20000, classes: int = 6, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return logits [n, classes] and labels drawn from softmax(logits / temperature)."""
+    g = torch.Generator().manual_seed(seed)
+    z = 3.0 * torch.randn(n, classes, generator=g)
+    y = torch.multinomial((z / temperature).softmax(-1), 1, generator=g).squeeze(1)
+    return z, y
+
+
+@pytest.mark.parametrize("true_t", [0.3, 1.0, 4.0])
+def test_fit_finds_the_temperature_the_labels_were_drawn_with(true_t):
+    z, y = sampled(true_t)
+    assert fit_temperature(z, y) == pytest.approx(true_t, rel=0.06)
+
+
+def test_fit_ignores_unlabelled_rows_and_refuses_none():
+    z, y = sampled(0.5, n=4000)
+    y_half = y.clone()
+    y_half[::2] = -1
+    assert fit_temperature(z, y_half) == pytest.approx(fit_temperature(z[1::2], y[1::2]), rel=1e-6)
+    with pytest.raises(ValueError, match="no labelled samples"):
+        fit_temperature(z[:3], torch.full((3,), -1))
+
+
+def test_record_lowers_nll_and_ece_of_a_too_soft_ensemble():
+    z, y = sampled(0.25, n=5000)  # the logits are four times too soft for their labels
+    rec = calibration_record({"verb": z}, {"verb": y})
+    t = rec["temperature"]["verb"]
+    assert t == pytest.approx(0.25, rel=0.1)
+    nll, ece = rec["nll"]["verb"], rec["ece"]["verb"]
+    assert nll[1] < nll[0] and ece[1] < ece[0] / 3
+
+
+def test_ensemble_divides_each_head_by_its_temperature_and_keeps_the_argmax():
+    g = torch.Generator().manual_seed(1)
+    a = {"verb": torch.randn(5, 4, generator=g), "noun": torch.randn(5, 3, generator=g)}
+    b = {"verb": torch.randn(5, 4, generator=g), "noun": torch.randn(5, 3, generator=g)}
+    plain = EnsembleTeacher([lambda batch: a, lambda batch: b])({})
+    scaled = EnsembleTeacher([lambda batch: a, lambda batch: b], temperatures={"noun": 0.5})({})
+    assert torch.allclose(scaled["noun"], plain["noun"] / 0.5)
+    assert torch.equal(scaled["verb"], plain["verb"])  # no temperature: unchanged
+    assert torch.equal(scaled["noun"].argmax(-1), plain["noun"].argmax(-1))
+    with pytest.raises(ValueError, match="temperature"):
+        EnsembleTeacher([lambda batch: a], temperatures={"verb": 0.0})
