@@ -160,6 +160,10 @@ def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> di
         raise ValueError(f"{path}: not a dataset weights record (no 'weights')")
     if teachers is not None and [str(t) for t in teachers] != data.get("teachers"):
         raise ValueError(f"{path}: weights were computed for teachers {data.get('teachers')}, not {teachers}")
+    n = len(data.get("teachers") or [])
+    for h, w in data["weights"].items():
+        if not (isinstance(w, list) and len(w) == n and all(isinstance(x, (int, float)) for x in w)):
+            raise ValueError(f"{path}: weights of head '{h}' must be a list of {n} numbers (one per teacher), got {w!r}")
     return {h: torch.tensor(w, dtype=torch.float32) for h, w in data["weights"].items()}
 
 

@@ -80,3 +80,27 @@ def test_teacher_logits_come_from_predict_logits_in_dataset_order(tmp_path):
     rec = compute_dataset_weights(runs, batches, ["action"], tau=1.0)
     assert rec["samples"] == 2
     assert rec["mean_ce"]["action"] == pytest.approx([-math.log(0.75), math.log(2)], abs=1e-6)
+
+
+@pytest.mark.parametrize("record, match", [
+    ({"teachers": ["a", "b"], "weights": {"verb": [0.5]}}, "head 'verb' must be a list of 2 numbers"),
+    ({"teachers": ["a", "b"], "weights": {"verb": "0.5,0.5"}}, "head 'verb' must be a list of 2 numbers"),
+    ({"teachers": ["a", "b"]}, "not a dataset weights record"),
+])
+def test_a_damaged_dataset_weights_record_names_the_file_and_the_head(tmp_path, record, match):
+    from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, read_dataset_weights
+
+    (tmp_path / DATASET_WEIGHTS_FILE).write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=match) as err:
+        read_dataset_weights(tmp_path)
+    assert DATASET_WEIGHTS_FILE in str(err.value)
+
+
+@pytest.mark.parametrize("temperature", [{"noun": -1.0}, {"noun": "hot"}, None])
+def test_a_damaged_calibration_record_names_the_file(tmp_path, temperature):
+    from egodistill.distill.teachers import CALIBRATION_FILE, read_ensemble_temperatures
+
+    (tmp_path / CALIBRATION_FILE).write_text(json.dumps({"teachers": ["a"], "temperature": temperature}))
+    with pytest.raises(ValueError, match="not an ensemble calibration record") as err:
+        read_ensemble_temperatures(tmp_path)
+    assert CALIBRATION_FILE in str(err.value)
