@@ -63,9 +63,11 @@ def metrics(run_dir: Path) -> dict[str, float]:
             "ece": m["action_ece"], "confidence": action_confidence(run_dir)}
 
 
-def run_seed(out: Path, seed: int, points: list[str]) -> dict[str, dict[str, float]]:
-    """Return {run name: metrics} of the baselines and every point's student for one seed."""
+def run_seed(out: Path, seed: int, points: list[str], synth: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """Return {run name: metrics} of the baselines and every point's student for one seed
+    (`synth`: parameters of the demo's world that differ from the demo's)."""
     s = DemoSettings()
+    s.synth = {**s.synth, **(synth or {})}
     base = make_dataset(out / "synth", s, seed, quick=False, workers=2, progress=False)
     runs = out / "runs"
     teachers = train_models(base, runs, s, progress=False)
@@ -119,11 +121,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/recipe"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--points", nargs="+", default=list(POINTS), choices=list(POINTS))
+    p.add_argument("--synth", nargs="*", default=[], metavar="KEY=NUMBER",
+                   help="a parameter of the demo's synthetic world to change, e.g. material_ring=0.3")
     args = p.parse_args(argv)
+    synth = {k: float(v) for k, v in (item.split("=", 1) for item in args.synth)}
     torch.set_num_threads(max(1, torch.get_num_threads()))
     per_seed = []
     for seed in args.seeds:
-        per_seed.append(run_seed(args.out / f"seed_{seed}", seed, args.points))
+        per_seed.append(run_seed(args.out / f"seed_{seed}", seed, args.points, synth))
         (args.out / f"seed_{seed}" / "results.json").write_text(json.dumps(per_seed[-1], indent=1))
     print(f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}); validation split; top-1 and ECE x100 "
           f"(action); confidence = mean action confidence x100\n")

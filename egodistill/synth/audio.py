@@ -81,7 +81,11 @@ def _event_sound(kind: str, n: int, sr: int, f: float, mat_f: float, p: dict[str
     else:
         raise ValueError(f"synth: no sound for verb kind {kind!r}")
     x = np.asarray(x, np.float64)
-    return x / (np.abs(x).max() + 1e-9)
+    x = x / (np.abs(x).max() + 1e-9)
+    if p.get("ring", 0.0) > 0:  # the handled object's resonance under the whole action
+        x = x + p["ring"] * _band_noise(rng, n, sr, mat, 0.08) * env / 1.5
+        x = x / (np.abs(x).max() + 1e-9)
+    return x
 
 
 def render_audio(cfg: SynthConfig, plan: VideoPlan, seg_params: list[dict[str, Any]], kitchen: Kitchen,
@@ -100,7 +104,7 @@ def render_audio(cfg: SynthConfig, plan: VideoPlan, seg_params: list[dict[str, A
         kind = int(rng.integers(cfg.num_verbs))
         length = min(n, int(rng.uniform(0.3, 0.8) * sr))
         at = int(rng.integers(0, n - length + 1))
-        p = {"cycles": float(rng.uniform(2.5, 3.5))}
+        p = {"cycles": float(rng.uniform(2.5, 3.5)), "ring": cfg.material_ring}
         ev = _event_sound(VERB_POOL[kind].key, length, sr, freqs[kind] * rng.uniform(0.95, 1.05),
                           MATERIALS[int(rng.integers(len(MATERIALS)))][3], p, rng)
         x[at:at + length] += cfg.audio_event_gain * rng.uniform(0.3, 0.8) * ev
@@ -109,7 +113,8 @@ def render_audio(cfg: SynthConfig, plan: VideoPlan, seg_params: list[dict[str, A
         a = int(round((seg.start_frame - 1) / cfg.fps * sr))
         b = min(n, int(round(seg.stop_frame / cfg.fps * sr)))
         mat_f = MATERIALS[noun_parts(seg.noun)[1]][3]
-        ev = _event_sound(VERB_POOL[seg.verb].key, b - a, sr, freqs[seg.verb] * p["pitch"], mat_f, p, rng)
+        ev = _event_sound(VERB_POOL[seg.verb].key, b - a, sr, freqs[seg.verb] * p["pitch"], mat_f,
+                          {**p, "ring": cfg.material_ring}, rng)
         x[a:b] += p["gain"] * ev
     return np.clip(x, -1, 1).astype(np.float32)
 

@@ -53,6 +53,10 @@ class SynthConfig:
     audio_event_gain: float = 0.25  # peak amplitude of an action's sound (x U(0.6, 1))
     audio_distractor_rate: float = 0.6  # other activity's sounds per second (action-like + beeps)
     pitch_jitter: float = 0.05  # relative carrier jitter per segment
+    # Handling an object excites its resonance all through the action (a faint ring at the
+    # material's mode under the verb's sound), relative to the action sound's peak; 0 = only
+    # the impacts of some verbs ring the material.
+    material_ring: float = 0.0
     # --- detection noise (layout)
     box_jitter: float = 0.04  # std of box edge noise, of the box size
     det_miss: float = 0.05  # probability a box is missing in a frame
@@ -78,6 +82,7 @@ class SynthConfig:
             ("sample_rate", self.sample_rate >= 8000, ">= 8000"),
             ("val_fraction", 0 < self.val_fraction < 1, "in (0, 1)"),
             ("label_noise", 0 <= self.label_noise < 1, "in [0, 1)"),
+            ("material_ring", 0 <= self.material_ring <= 1, "in [0, 1]"),
             ("jpeg_quality", 1 <= self.jpeg_quality <= 100, "1..100"),
             ("det_miss", 0 <= self.det_miss < 1, "in [0, 1)"),
             ("flow_stride", self.flow_stride >= 1, ">= 1"),
