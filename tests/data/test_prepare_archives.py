@@ -59,6 +59,60 @@ def test_archives_pack_byte_identical_to_the_unpacked_folders_with_workers_and_r
     assert all(a.frame_size(v) == b.frame_size(v) and a.first_frame(v) == 1 for v in a.video_ids())
 
 
+def _tar_of(path, members: dict[str, bytes], **tar_kwargs) -> None:
+    with tarfile.open(path, **{"mode": "w", **tar_kwargs}) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("kind, tar_kwargs", [
+    ("gnu", dict(format=tarfile.GNU_FORMAT)),  # as GNU tar writes EPIC's: the plain reader
+    ("ustar", dict(format=tarfile.USTAR_FORMAT)),  # a long path in the ustar prefix field
+    ("pax", dict(format=tarfile.PAX_FORMAT, pax_headers={"comment": "x"})),  # left to tarfile
+    ("gz", dict(mode="w:gz")),  # compressed: left to tarfile
+])
+def test_every_tar_flavour_reads_the_same_frames(tmp_path, monkeypatch, kind, tar_kwargs):
+    from egodistill.data.prepare import frames as frames_module
+    from egodistill.data.prepare.frames import read_archive
+
+    if kind in ("gnu", "ustar"):  # these must not need tarfile
+        monkeypatch.setattr(frames_module, "_tarfile_members", lambda archive: pytest.fail("read through tarfile"))
+
+    rng = np.random.default_rng(1)
+    frames = {i: _jpeg(rng) for i in range(1, 6)}
+    deep = "./" + "d" * 60 + "/" + "e" * 60  # 125 characters: over the 100 of a plain name field
+    members = {f"./frame_{i:010d}.jpg": b for i, b in frames.items()}
+    path = tmp_path / f"{kind}.tar"
+    _tar_of(path, members, **tar_kwargs)
+    listed = read_archive(path)[""]
+    assert [(n, read()) for n, _, read in listed] == sorted(frames.items())
+    assert listed[0][1] == f"{path}: member ./frame_0000000001.jpg"
+    if kind in ("gnu", "ustar"):  # a long member name (ustar prefix; GNU long name, through tarfile) is read whole
+        monkeypatch.undo()
+        _tar_of(path, {f"{deep}/u/frame_0000000001.jpg": b"x"}, **tar_kwargs)
+        with pytest.raises(ValueError, match=f"member {deep}/u/frame_0000000001.jpg: not a frame"):
+            read_archive(path)
+
+
+def test_a_damaged_or_truncated_archive_names_the_archive(tmp_path):
+    from egodistill.data.prepare.frames import read_archive
+
+    rng = np.random.default_rng(2)
+    path = tmp_path / "P01_01.tar"
+    _tar_of(path, {f"./frame_{i:010d}.jpg": _jpeg(rng) for i in range(1, 4)}, format=tarfile.GNU_FORMAT)
+    good = path.read_bytes()
+    path.write_bytes(good[:512 + 100])  # the first member's data cut short
+    with pytest.raises(ValueError, match=f"{path}: not a readable tar archive .*truncated"):
+        read_archive(path)
+    damaged = bytearray(good)
+    damaged[10] ^= 0xFF  # a byte of the first header's name: its checksum no longer matches
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ValueError, match=f"{path}: not a readable tar archive .*checksum"):
+        read_archive(path)
+
+
 def test_flow_archives_with_u_and_v_members(tmp_path):
     rng = np.random.default_rng(1)
     folders, tars = tmp_path / "flow", tmp_path / "flow_tars"

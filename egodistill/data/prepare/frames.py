@@ -21,7 +21,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -40,10 +40,10 @@ _NUMBER = re.compile(r"(\d+)(?!.*\d)")  # the last run of digits in the stem
 def frame_number(name: str, where: str) -> int:
     """Return the frame number of a frame file named `name` (the last run of digits of its
     stem); `where` names the file or archive member in the error for any other name."""
-    path = Path(name)
-    if path.suffix.lower() not in JPEG_SUFFIXES:
+    stem, suffix = os.path.splitext(os.path.basename(name))  # not pathlib: called once per frame
+    if suffix.lower() not in JPEG_SUFFIXES:
         raise ValueError(f"{where}: not a frame file (expected JPEG files named like frame_0000000001.jpg)")
-    m = _NUMBER.search(path.stem)
+    m = _NUMBER.search(stem)
     if m is None:
         raise ValueError(f"{where}: no frame number in the file name (expected e.g. frame_0000000001.jpg)")
     return int(m.group(1))
@@ -134,6 +134,88 @@ def collect_frames(listed: Sequence[tuple[int, str, Callable[[], bytes]]], video
 TAR_SUFFIX = ".tar"
 
 
+class _NeedsTarfile(Exception):
+    """An archive feature the plain-header reader leaves to `tarfile` (long names, pax headers,
+    sparse or huge members, compression)."""
+
+
+_BLOCK = 512
+_FILE_TYPES = (b"0", b"\0", b"7")
+
+
+def _octal(field: bytes) -> int:
+    if field[:1] and field[0] & 0x80:  # GNU base-256 number (a member over 8 GiB)
+        raise _NeedsTarfile
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _plain_tar_members(f, archive: Path) -> Iterator[tuple[str, bytes, bytes]]:
+    """Yield (member name, type flag, data) of an uncompressed ustar/GNU archive in one
+    sequential read. EPIC's archives hold thousands of small frames, where `tarfile`'s Python
+    header parsing costs more than reading the file itself; anything but plain headers raises
+    `_NeedsTarfile` so that `tarfile` reads the archive instead."""
+    offset = 0
+    while True:
+        header = f.read(_BLOCK)
+        if not header.strip(b"\0"):  # end of archive (or a tar without its two zero blocks)
+            return
+        if len(header) < _BLOCK:
+            raise ValueError(f"{archive}: not a readable tar archive (truncated header at byte {offset})")
+        if header[257:262] != b"ustar":
+            raise _NeedsTarfile
+        try:
+            stored = _octal(header[148:156])
+        except ValueError:
+            stored = -1
+        if stored != sum(header[:148]) + 256 + sum(header[156:]):  # the checksum field counts as spaces
+            raise ValueError(f"{archive}: not a readable tar archive (bad header checksum at byte {offset})")
+        kind = header[156:157]
+        if kind in (b"L", b"K", b"x", b"g", b"S"):
+            raise _NeedsTarfile
+        try:
+            size = _octal(header[124:136])
+        except ValueError:
+            raise ValueError(f"{archive}: not a readable tar archive (bad member size at byte {offset})") from None
+        name = header[:100].split(b"\0", 1)[0]
+        prefix = header[345:500].split(b"\0", 1)[0] if header[257:265] == b"ustar\x0000" else b""
+        name = (prefix + b"/" + name) if prefix else name
+        if kind in (b"0", b"\0") and name.endswith(b"/"):  # an old-style folder entry
+            kind = b"5"
+        data = f.read(size) if kind in _FILE_TYPES else b""
+        if len(data) < (size if kind in _FILE_TYPES else 0):
+            raise ValueError(f"{archive}: not a readable tar archive (member {name.decode(errors='replace')} is "
+                             f"truncated)")
+        f.seek(offset + _BLOCK + size + (-size) % _BLOCK)
+        offset = f.tell()
+        yield name.decode("utf-8", "surrogateescape"), kind, data
+
+
+def _tarfile_members(archive: Path) -> Iterator[tuple[str, bytes, bytes]]:
+    """`_plain_tar_members` through `tarfile` (any format it reads, compressed too)."""
+    import tarfile
+
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            for member in tar:
+                kind = b"5" if member.isdir() else b"0" if member.isfile() else b"2"
+                data = b""
+                if member.isfile():  # the member's bytes straight from the archive (no file object)
+                    tar.fileobj.seek(member.offset_data)
+                    data = tar.fileobj.read(member.size)
+                yield member.name, kind, data
+    except tarfile.TarError as e:
+        raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
+
+
+def _archive_members(archive: Path) -> list[tuple[str, bytes, bytes]]:
+    """Return (name, type flag, data) of every member of `archive`."""
+    try:
+        with open(archive, "rb") as f:
+            return list(_plain_tar_members(f, archive))
+    except _NeedsTarfile:
+        return list(_tarfile_members(archive))
+
+
 def read_archive(archive: Path, *, channels: tuple[str, ...] = ()) -> dict[str, list[tuple[int, str, Callable[[], bytes]]]]:
     """Return the frames of a video's tar archive, read in archive order (one sequential pass,
     nothing unpacked to disk): {channel: [(frame number, "<archive>: member <name>", read)]} in
@@ -144,27 +226,18 @@ def read_archive(archive: Path, *, channels: tuple[str, ...] = ()) -> dict[str, 
     any other member (not a JPEG name, another folder, a link) is an error naming the archive
     and the member.
     """
-    import tarfile
-
     found: dict[str, dict[int, tuple[str, bytes]]] = {c: {} for c in (channels or ("",))}
     expected = "./u/frame_0000000001.jpg and ./v/..." if channels else "./frame_0000000001.jpg"
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            for member in tar:
-                name = member.name[2:] if member.name.startswith("./") else member.name
-                parts = [p for p in name.split("/") if p not in ("", ".")]
-                where = f"{archive}: member {member.name}"
-                if member.isdir() or not parts or parts[-1].startswith("."):
-                    continue
-                channel = parts[0] if channels else ""
-                if not member.isfile() or len(parts) != (2 if channels else 1) or channel not in found:
-                    raise ValueError(f"{where}: not a frame of this archive (expected members like {expected})")
-                number = frame_number(parts[-1], where)
-                # the member's bytes straight from the archive (no per-member file object)
-                tar.fileobj.seek(member.offset_data)
-                _add_frame(found[channel], number, where, tar.fileobj.read(member.size))
-    except tarfile.TarError as e:
-        raise ValueError(f"{archive}: not a readable tar archive ({e})") from None
+    for member_name, kind, data in _archive_members(archive):
+        name = member_name[2:] if member_name.startswith("./") else member_name
+        parts = [p for p in name.split("/") if p not in ("", ".")]
+        where = f"{archive}: member {member_name}"
+        if kind == b"5" or not parts or parts[-1].startswith("."):
+            continue
+        channel = parts[0] if channels else ""
+        if kind not in _FILE_TYPES or len(parts) != (2 if channels else 1) or channel not in found:
+            raise ValueError(f"{where}: not a frame of this archive (expected members like {expected})")
+        _add_frame(found[channel], frame_number(parts[-1], where), where, data)
     for channel, frames in found.items():
         if not frames:
             raise ValueError(f"{archive}: no {f'{channel}/ ' if channel else ''}frame members (expected members like {expected})")
