@@ -35,6 +35,15 @@ def test_fit_ignores_unlabelled_rows_and_refuses_none():
         fit_temperature(z[:3], torch.full((3,), -1))
 
 
+def test_a_head_right_on_every_sample_is_left_as_it_is():
+    z, _ = sampled(1.0, n=50)
+    # the NLL of labels that are all top-1 falls as T -> 0: no minimum, so no temperature
+    assert fit_temperature(z, z.argmax(-1)) == 1.0
+    y = z.argmax(-1)
+    y[0] = (y[0] + 1) % z.shape[1]  # one error: a finite temperature again
+    assert fit_temperature(z, y) != 1.0
+
+
 def test_record_lowers_nll_and_ece_of_a_too_soft_ensemble():
     z, y = sampled(0.25, n=5000)  # the logits are four times too soft for their labels
     rec = calibration_record({"verb": z}, {"verb": y})
