@@ -81,12 +81,18 @@ def _write_mp4(path: Path, frames: list[np.ndarray], fps: int = 30, sr: int = 48
     c.close()
 
 
+# --steps name -> the start of the step's row name
+STEPS = {"frames": "pack frames", "tars": "pack tars", "video": "decode video", "flow": "compute flow"}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=300, help="frames per video")
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--size", default="256x456", help="HxW of the frames (EPIC's released frames: 256x456)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", nargs="+", default=list(STEPS), choices=list(STEPS),
+                    help="which steps to time (default: all; flow reads what frames packs), e.g. --steps frames tars")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     rng = np.random.default_rng(0)
@@ -98,7 +104,7 @@ def main() -> None:
         _write_folders(root / "frames", videos)
         _write_tars(root / "frames", root / "tars")
         mp4s = []
-        for v, frames in enumerate(videos):
+        for v, frames in enumerate(videos if "video" in args.steps else []):
             mp4s.append(root / f"P02_{v + 1:02d}.mp4")
             _write_mp4(mp4s[-1], frames)
         for workers in args.workers:
@@ -113,6 +119,8 @@ def main() -> None:
                  lambda o: prepare_flow(o / "rgb.h5", o / "flow.h5", workers=workers,
                                         show_progress=False)),
             ):
+                if not any(step.startswith(STEPS[k]) for k in args.steps):
+                    continue
                 out = root / f"run{workers}"
                 out.mkdir(exist_ok=True)
                 for name in ("flow.h5", "v_rgb.h5", "v_audio.h5", "tar_rgb.h5"):
