@@ -37,6 +37,7 @@ POINTS: dict[str, dict] = {
     "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0),
     "gt1_K16": dict(alpha_gt=1.0, temperature=1.0, cache_views=16, tau=1.0),
     "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36),
+    "gt1_E72": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=72),
     # the ensemble temperature-scaled per head on the held-out split (distill.calibrate)
     "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
     "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),

@@ -57,7 +57,8 @@ def cache_fingerprint(cfg: Config, teachers: list[TeacherRun], weights: dict[str
         "weighting": cfg.distill.weighting,
         "tau": cfg.distill.tau,
         "dataset_weights": weights,
-        "temperatures": temperatures or None,
+        # only with a calibrated ensemble, so that the caches made before calibration still match
+        **({"temperatures": temperatures} if temperatures else {}),
         "annotations": {k: file_digest(resolve_path(cfg, v)) for k, v in sorted(cfg.data.files.items())},
         "stores": {m: file_digest(resolve_path(cfg, cfg.data.stores[m])) for m in modalities},
         # What draws and renders the training views; not where files are, nor test views, nor
