@@ -64,3 +64,23 @@ def test_ensemble_divides_each_head_by_its_temperature_and_keeps_the_argmax():
     assert torch.equal(scaled["noun"].argmax(-1), plain["noun"].argmax(-1))
     with pytest.raises(ValueError, match="temperature"):
         EnsembleTeacher([lambda batch: a], temperatures={"verb": 0.0})
+
+
+@pytest.mark.parametrize("weighting", ["uniform", "per-sample"])
+def test_calibration_record_fits_the_ensemble_as_it_weighs(weighting):
+    from types import SimpleNamespace
+
+    from egodistill.distill.teachers import ensemble_calibration_record
+
+    z, y = sampled(0.5, n=3000, classes=5)
+    g = torch.Generator().manual_seed(3)
+    noise = {"verb": torch.randn(3000, 5, generator=g)}  # a teacher that knows nothing
+    logits = [{"verb": z}, noise]
+    ensemble = EnsembleTeacher([lambda batch: logits[0], lambda batch: logits[1]], weighting)
+    runs = [SimpleNamespace(run_dir="a"), SimpleNamespace(run_dir="b")]
+    rec = ensemble_calibration_record(runs, ensemble, logits, {"verb": y})
+    combined = ensemble.combine_teachers(logits, {"labels": {"verb": y}})
+    assert rec["teachers"] == ["a", "b"] and rec["samples"] == 3000
+    assert rec["temperature"]["verb"] == pytest.approx(fit_temperature(combined["verb"], y), rel=1e-9)
+    if weighting == "uniform":  # the informative logits at half scale: too soft, sharpened
+        assert rec["temperature"]["verb"] < 0.5 and rec["nll"]["verb"][1] < rec["nll"]["verb"][0] - 0.05
