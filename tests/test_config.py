@@ -342,6 +342,6 @@ def test_older_configs_with_a_family_and_a_preset_read_as_the_preset():
 def test_an_architecture_that_cannot_read_the_modality_fails_at_load():
     with pytest.raises(ConfigError, match=r"model.arch 'stlt_nano' reads layout, but model.modality 'rgb' gives clips"):
         load_config(None, ["model.arch=stlt_nano", "model.modality=rgb"])
-    with pytest.raises(ConfigError, match=r"architectures for layout: stlt, stlt_nano, stlt_small"):
+    with pytest.raises(ConfigError, match=r"architectures for layout: layout_tcn_nano, layout_tcn_small, stlt, stlt_nano, stlt_small"):
         load_config(None, ["model.arch=cnn3d_nano", "model.modality=layout"])
     assert load_config(None, ["model.arch=stlt_nano", "model.modality=layout"]).model.arch == "stlt_nano"

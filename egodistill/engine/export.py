@@ -309,10 +309,10 @@ def export_run(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.Path
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     cfg, model, info = load_run(run_dir, weights=weights)
-    family = get_model_spec(cfg.model.arch).family
-    if cfg.model.modality != "rgb" or family == "stlt":
+    reads_layout = get_model_spec(cfg.model.arch).reads == "layout"
+    if cfg.model.modality != "rgb" or reads_layout:
         raise ValueError(f"{run_dir}: export writes RGB video students; this run's model is {cfg.model.arch} "
-                         f"reading '{cfg.model.modality}' ({'hand/object layouts, not video frames' if family == 'stlt' else 'not RGB frames'}), "
+                         f"reading '{cfg.model.modality}' ({'hand/object layouts, not video frames' if reads_layout else 'not RGB frames'}), "
                          f"which is a teacher, not a student to deploy")
     spec = ClipSpec.from_run(cfg, info)
     real = video_clips(check_video, spec) if check_video else None

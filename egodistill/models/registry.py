@@ -50,7 +50,7 @@ def register_model(name: str, *, family: str, description: str = "", reads: str 
 def _load_architectures() -> None:
     # Importing a family's module registers its presets; listed here once so that the registry
     # is complete whoever asks first.
-    from egodistill.models import cnn3d, stlt, swin, tv_video  # noqa: F401
+    from egodistill.models import cnn3d, layout_tcn, stlt, swin, tv_video  # noqa: F401
 
 
 def list_models(family: str | None = None) -> list[str]:

@@ -23,7 +23,7 @@ LIGHT = [a for a in list_models() if a not in HEAVY]
 
 
 def _input(arch: str, batch: int = 2, channels: int = 3):
-    if get_model_spec(arch).family == "stlt":
+    if get_model_spec(arch).reads == "layout":
         return example_layout(batch, 4, 5)
     frames, size = VIEWS.get(arch, (4, 32))
     return torch.randn(batch, frames, channels, size, size, generator=torch.Generator().manual_seed(0))
