@@ -47,7 +47,7 @@ class DemoSettings:
     # Teachers use what learns their modality best at this budget; flow and audio are images of
     # motion and sound over time, which the small 3D CNN reads better than swin_nano does.
     teachers: dict[str, str] = dataclasses.field(default_factory=lambda: {
-        "flow": "cnn3d_nano", "audio": "cnn3d_nano", "layout": "stlt_nano"})
+        "flow": "cnn3d_nano", "audio": "cnn3d_nano", "layout": "layout_tcn_nano"})
     # The distillation recipe, from the sweep in docs/distillation.md.
     alpha_gt: float = 1.0
     temperature: float = 1.0
