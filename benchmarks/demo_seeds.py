@@ -25,6 +25,7 @@ TARGETS = {  # evidence key -> (what it compares, the target, printed beside the
     "ensemble_minus_best_teacher_action": ("ensemble vs best teacher, action top-1", ">= 0"),
     "student_ece_minus_baseline_ece": ("student ECE vs baseline ECE", "<= 0"),
     "half_student_minus_baseline_action": ("half-frame student vs baseline, action top-1", ">= 0"),
+    "unlabelled_student_minus_student_action": ("student with unlabelled clips vs student, action top-1", "> 0"),
 }
 
 

@@ -3,8 +3,8 @@
     python benchmarks/unlabelled.py [--seeds 0 1 2] [--factor 2] [--out DIR] [--quick] [--workers 2]
 
 For each seed: the demo's synthetic dataset (`egodistill.demo.make_dataset`, the demo's world)
-plus `factor` x as many unlabelled videos as the student has labelled training videos
-(`SynthConfig.num_unlabelled`: the same labelled videos, participants and world), the demo's
+with `factor` x as many unlabelled videos as the student has labelled training videos
+(`DemoSettings.unlabelled_factor`: the same labelled videos, participants and world), the demo's
 teachers (`train_models`), then two students distilled with the demo's recipe
 (`distill_student`): on the labelled set alone, and on the labelled set plus the unlabelled
 clips (`distill.unlabelled.split=unlabelled`, every unlabelled clip in every epoch; KD term alone
@@ -19,55 +19,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 import time
 from pathlib import Path
 
-from egodistill.demo import DemoSettings, distill_student, make_dataset, train_models
+from egodistill.demo import DemoSettings, distill_student, make_dataset, synth_config, train_models, with_unlabelled
 
 HEADS = ("verb_top1", "noun_top1", "action_top1")
-
-
-def synth_config(s: DemoSettings, seed: int, quick: bool, unlabelled: int):
-    """The demo's SynthConfig for `seed` (as `make_dataset` builds it) with `unlabelled` more videos."""
-    from egodistill.synth import SynthConfig
-
-    if quick:
-        cfg = dataclasses.replace(SynthConfig.tiny(seed=seed), num_videos=s.synth_videos, segments_per_video=4)
-    else:
-        cfg = SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)
-    return dataclasses.replace(cfg, num_unlabelled=unlabelled)
-
-
-def unlabelled_videos(s: DemoSettings, seed: int, quick: bool, factor: float, heldout_fraction: float) -> int:
-    """`factor` x the number of labelled videos the students train on (training videos less the
-    held-out share)."""
-    from egodistill.synth import plan_dataset
-
-    train = sum(v.split == "train" for v in plan_dataset(synth_config(s, seed, quick, 0)))
-    return max(1, math.ceil(factor * train * (1 - heldout_fraction)))
 
 
 def run_seed(out: Path, s: DemoSettings, seed: int, *, quick: bool, factor: float, workers: int,
              progress: bool) -> dict[str, dict[str, float]]:
     from egodistill.pipelines.evaluate import run_evaluate
-    from egodistill.synth import generate
 
-    root = out / f"seed{seed}" / "synth"
-    if not (root / "data.yaml").is_file():
-        # the demo's dataset and `factor` x unlabelled videos; make_dataset then keeps it
-        n = unlabelled_videos(s, seed, quick, factor, heldout_fraction=0.15)  # demo.base_config's held-out fraction
-        print(f"seed {seed}: synth with {n} unlabelled videos", flush=True)
-        generate(root, synth_config(s, seed, quick, n), workers=workers, progress=progress)
-    base = make_dataset(root, s, seed, quick=quick, workers=workers, progress=progress)
+    s = dataclasses.replace(s, unlabelled_factor=factor)
+    print(f"seed {seed}: the demo's dataset with {synth_config(s, seed, quick).num_unlabelled} unlabelled videos",
+          flush=True)
+    base = make_dataset(out / f"seed{seed}" / "synth", s, seed, quick=quick, workers=workers, progress=progress)
     runs = out / f"seed{seed}" / "runs"
     teachers = train_models(base, runs, s, progress=progress)
     arch = s.students[0]
-    with_unlabelled = dataclasses.replace(base, distill=dataclasses.replace(
-        base.distill, unlabelled=dataclasses.replace(base.distill.unlabelled, split="unlabelled")))
+    with_unl = with_unlabelled(base)
     results = {}
-    for name, cfg in (("student_labelled", base), ("student_unlabelled", with_unlabelled)):
+    for name, cfg in (("student_labelled", base), ("student_unlabelled", with_unl)):
         if not (runs / name / "model.safetensors").is_file():
             print(f"seed {seed}: distill {name}", flush=True)
             distill_student(cfg, runs, name, arch, teachers, s, cache_path=runs / f"cache_{name}.h5", progress=progress)

@@ -1,10 +1,11 @@
 """`egodistill demo`: the whole method on a laptop, through the same code that serves real data.
 
-synth -> RGB baseline (labels only; also the ensemble's RGB teacher) -> flow, audio and layout
-teachers -> held-out dataset weights -> distilled RGB student (teachers' frames) and a distilled
-student with half the frames, per student architecture -> evaluation of every model and of the
+synth (labelled videos and unlabelled ones) -> RGB baseline (labels only; also the ensemble's RGB
+teacher) -> flow, audio and layout teachers -> held-out dataset weights -> distilled RGB student
+(teachers' frames) and a distilled student with half the frames, per student architecture, and a
+student distilled on the unlabelled clips as well -> evaluation of every model and of the
 ensemble teacher -> one table, report.md with a summary figure and plots, and the baseline's and
-the student's predictions on one clip exported as a video file.
+the students' predictions on one clip exported as a video file.
 
 The stages (`make_dataset`, `train_models`, `distill_student`, `evaluate_models`) are also what
 `benchmarks/distill_recipe.py` sweeps the distillation recipe with.
@@ -12,6 +13,7 @@ The stages (`make_dataset`, `train_models`, `distill_student`, `evaluate_models`
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +24,9 @@ import yaml
 
 from egodistill.atomic import atomic_path, write_json, write_text
 from egodistill.config import Config, config_from_dict
+
+HELDOUT_FRACTION = 0.15  # of the training videos, for model selection and the dataset weights
+UNLABELLED_STUDENT = "student_unlabelled"
 
 
 @dataclasses.dataclass
@@ -54,6 +59,10 @@ class DemoSettings:
     tau: float = 1.0
     cache_views: int = 8
     calibrate: bool = False  # temperature-scale the ensemble on the held-out split (distill.calibrate)
+    # Unlabelled clips per labelled training clip for the `student_unlabelled` row (the demo's
+    # student distilled on labelled + unlabelled clips, KD term alone on the unlabelled ones;
+    # `benchmarks/unlabelled.py` measures it); 0 leaves the row out.
+    unlabelled_factor: float = 2.0
     # Every run keeps its last epoch: on a 50-clip held-out split the best of 36 noisy evaluations
     # is often a lucky early epoch (docs/distillation.md, "Which weights to keep").
     keep_weights: Literal["best", "last"] = "last"
@@ -80,7 +89,7 @@ def base_config(data_yaml: Path, s: DemoSettings, seed: int) -> Config:
     d = cfg.data
     d.num_frames, d.stride, d.size, d.test_clips, d.test_crops = s.frames, 2, s.size, 2, 1
     d.scale_range = [1.0, 1.15]
-    d.heldout_fraction = 0.15
+    d.heldout_fraction = HELDOUT_FRACTION
     cfg.train = dataclasses.replace(cfg.train, epochs=s.teacher_epochs, batch_size=s.batch_size, eval_batch_size=32,
                                     workers=0, seed=seed, log_every=50, keep_weights=s.keep_weights)
     cfg.optim = dataclasses.replace(cfg.optim, lr=s.lr, warmup_epochs=1.0, weight_decay=0.02)
@@ -98,14 +107,27 @@ def run_config(cfg: Config, run_dir: Path, modality: str, arch: str, epochs: int
 
 def make_dataset(root: Path, s: DemoSettings, seed: int, *, quick: bool, workers: int, progress: bool) -> Config:
     """Generate the synthetic dataset into `root` (kept when it is already there); return `base_config`."""
-    from egodistill.synth import SynthConfig, generate
+    from egodistill.synth import generate
 
     if not (root / "data.yaml").is_file():
-        synth_cfg = SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)
-        if quick:
-            synth_cfg = dataclasses.replace(SynthConfig.tiny(seed=seed), num_videos=s.synth_videos, segments_per_video=4)
-        generate(root, synth_cfg, workers=workers, progress=progress)
+        generate(root, synth_config(s, seed, quick), workers=workers, progress=progress)
     return base_config(root / "data.yaml", s, seed)
+
+
+def synth_config(s: DemoSettings, seed: int, quick: bool):
+    """Return the demo's `SynthConfig` for `seed`: its world, plus `s.unlabelled_factor` x as many
+    unlabelled videos as the students have labelled training videos (the training videos less the
+    held-out share; same participants and world)."""
+    from egodistill.synth import SynthConfig, plan_dataset
+
+    if quick:
+        cfg = dataclasses.replace(SynthConfig.tiny(seed=seed), num_videos=s.synth_videos, segments_per_video=4)
+    else:
+        cfg = SynthConfig(seed=seed, num_videos=s.synth_videos, **s.synth)
+    if s.unlabelled_factor <= 0:
+        return cfg
+    train = sum(v.split == "train" for v in plan_dataset(cfg))
+    return dataclasses.replace(cfg, num_unlabelled=max(1, math.ceil(s.unlabelled_factor * train * (1 - HELDOUT_FRACTION))))
 
 
 def baseline_name(arch: str, s: DemoSettings) -> str:
@@ -159,6 +181,12 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
     return runs / name
 
 
+def with_unlabelled(cfg: Config) -> Config:
+    """Return `cfg` distilling on the dataset's unlabelled split as well (`distill.unlabelled.split`)."""
+    unlabelled = dataclasses.replace(cfg.distill.unlabelled, split="unlabelled")
+    return dataclasses.replace(cfg, distill=dataclasses.replace(cfg.distill, unlabelled=unlabelled))
+
+
 def evaluate_models(runs: Path, s: DemoSettings, teachers: list[Path], *, progress: bool) -> list[dict[str, Any]]:
     """Evaluate every run and the ensemble teacher on the validation split; return the table's rows."""
     from egodistill.pipelines.evaluate import run_evaluate
@@ -177,6 +205,8 @@ def evaluate_models(runs: Path, s: DemoSettings, teachers: list[Path], *, progre
             rows.append(row(baseline_name(arch, s), "rgb", arch, s.frames))
         for name, step_k in student_names(arch, s):
             rows.append(row(name, "rgb", arch, len(range(0, s.frames, step_k))))
+        if arch == s.students[0] and s.unlabelled_factor > 0:
+            rows.append(row(UNLABELLED_STUDENT, "rgb", arch, s.frames))
     return rows
 
 
@@ -204,6 +234,9 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
         out[f"student_minus_baseline_verb{suffix}"] = by[full]["verb_top1"] - base["verb_top1"]
         out[f"student_ece_minus_baseline_ece{suffix}"] = by[full]["ece"] - base["ece"]
         out[f"half_student_minus_baseline_action{suffix}"] = by[half]["action_top1"] - base["action_top1"]
+    if UNLABELLED_STUDENT in by:
+        first = by[student_names(s.students[0], s)[0][0]]
+        out["unlabelled_student_minus_student_action"] = by[UNLABELLED_STUDENT]["action_top1"] - first["action_top1"]
     return out
 
 
@@ -286,16 +319,18 @@ def demo_folder_problem(out: Path) -> str:
 
 def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSettings | None = None,
              students: list[str] | None = None, workers: int = 2, overwrite: bool = False,
-             progress: bool = True) -> dict[str, Any]:
+             progress: bool = True, unlabelled_factor: float | None = None) -> dict[str, Any]:
     """Run the whole demo into `out`; returns {"rows": [...], "evidence": {...}, "seconds": float, ...}.
 
     `students`: the student architectures (the first is also the RGB baseline's and the RGB
-    teacher's); default `settings.students`.
+    teacher's); default `settings.students`. `unlabelled_factor`: default `settings.unlabelled_factor`.
     """
     t0 = time.time()
     s = settings or (DemoSettings.quick() if quick else DemoSettings())
     if students:
         s = dataclasses.replace(s, students=tuple(dict.fromkeys(students)))
+    if unlabelled_factor is not None:
+        s = dataclasses.replace(s, unlabelled_factor=float(unlabelled_factor))
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         if not overwrite:
@@ -317,6 +352,11 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSet
         for name, step_k in student_names(arch, s):
             step(f"distill the ensemble of {len(teachers)} teachers into {name} ({arch}, rgb, every {step_k} frame(s))")
             distill_student(base, runs, name, arch, teachers, s, frame_step=step_k, progress=progress)
+    if s.unlabelled_factor > 0:
+        step(f"distill the ensemble into {UNLABELLED_STUDENT} ({s.students[0]}, rgb) on the labelled clips and "
+             f"{s.unlabelled_factor:g}x as many unlabelled ones")
+        distill_student(with_unlabelled(base), runs, UNLABELLED_STUDENT, s.students[0], teachers, s,
+                        cache_path=runs / "teacher_cache_unlabelled.h5", progress=progress)
 
     step("evaluate every model and the ensemble teacher on the validation split")
     rows = evaluate_models(runs, s, teachers, progress=progress)
@@ -338,7 +378,7 @@ def run_demo(out: Path, *, seed: int = 0, quick: bool = False, settings: DemoSet
 
 def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings) -> dict[str, Any]:
     """Export the first validation clip as an mp4 and predict it with the RGB baseline and the
-    student side by side; return {"clip", "truth", "prediction" (the student's), "prediction_text"}."""
+    students side by side; return {"clip", "truth", "prediction" (the student's), "prediction_text"}."""
     from egodistill.data.annotations import build_reader
     from egodistill.engine.checkpoint import load_run
     from egodistill.engine.predict import format_predictions_side_by_side, predict_videos
@@ -347,7 +387,8 @@ def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings)
     clip = _export_clip(out / "synth", sample.id, sample.video_id, sample.start_frame, sample.stop_frame,
                         out / "clips" / f"{sample.id}.mp4")
     records = {}
-    for name in (baseline_name(s.students[0], s), student_names(s.students[0], s)[0][0]):
+    names = [baseline_name(s.students[0], s), student_names(s.students[0], s)[0][0]]
+    for name in names + [UNLABELLED_STUDENT] * (s.unlabelled_factor > 0):
         cfg, model, info = load_run(runs / name)
         records[name] = predict_videos([clip], cfg, model, info)[0]
     truth = {h: info.heads[h][c] for h, c in sample.labels.items()}

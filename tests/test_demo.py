@@ -1,4 +1,5 @@
 """The demo end to end at --quick size: every model trained, evaluated and reported."""
+import dataclasses
 import json
 import math
 
@@ -16,7 +17,7 @@ def test_quick_demo_writes_table_report_and_prediction(tmp_path, capsys):
     result = json.loads((out / "results.json").read_text())
     names = [r["model"] for r in result["rows"]]
     assert names == ["rgb_baseline", "flow_teacher", "audio_teacher", "layout_teacher", "ensemble_teacher",
-                     "student", "student_half_frames",
+                     "student", "student_half_frames", "student_unlabelled",
                      "rgb_baseline_swin_nano", "student_swin_nano", "student_half_frames_swin_nano"]
     arch = {r["model"]: r["arch"] for r in result["rows"]}
     assert arch["rgb_baseline"] == arch["student"] == arch["student_half_frames"] == "cnn3d_nano"
@@ -33,11 +34,14 @@ def test_quick_demo_writes_table_report_and_prediction(tmp_path, capsys):
                         by["student"]["action_top1"] - by["rgb_baseline"]["action_top1"])
     assert math.isclose(ev["student_minus_baseline_verb_swin_nano"],
                         by["student_swin_nano"]["verb_top1"] - by["rgb_baseline_swin_nano"]["verb_top1"])
+    assert math.isclose(ev["unlabelled_student_minus_student_action"],
+                        by["student_unlabelled"]["action_top1"] - by["student"]["action_top1"])
+    assert arch["student_unlabelled"] == "cnn3d_nano"
     report = (out / "report.md").read_text()
     assert report.index("![summary](summary.png)") < report.index("| student |") < report.index("## Plots")
     assert (out / "summary.png").stat().st_size > 0 and "ensemble_teacher" in report
     # the exported clip predicted by the baseline and the student, side by side
-    assert set(result["predictions"]) == {"rgb_baseline", "student"}
+    assert set(result["predictions"]) == {"rgb_baseline", "student", "student_unlabelled"}
     assert "rgb_baseline" in result["prediction_text"] and "student" in result["prediction_text"]
     assert (out / "clips").is_dir() and any(p.suffix == ".mp4" for p in (out / "clips").iterdir())
     assert "verb" in printed and "demo finished" in printed
@@ -75,3 +79,25 @@ def test_overwrite_refuses_a_folder_of_runs_the_demo_did_not_write(tmp_path, cap
     err = capsys.readouterr().err
     assert "no demo dataset or results" in err and "not deleted" in err and "Traceback" not in err
     assert (folder / "runs" / "epic_swin_t" / "model.safetensors").read_bytes() == b"weeks of GPU time"
+
+
+def test_demo_dataset_holds_the_unlabelled_videos_its_factor_asks_for():
+    from egodistill.demo import HELDOUT_FRACTION, DemoSettings, synth_config
+    from egodistill.synth import plan_dataset
+
+    s = DemoSettings()
+    plain = synth_config(dataclasses.replace(s, unlabelled_factor=0), seed=0, quick=False)
+    assert plain.num_unlabelled == 0
+    train = sum(v.split == "train" for v in plan_dataset(plain))
+    doubled = synth_config(s, seed=0, quick=False)
+    assert doubled.num_unlabelled == math.ceil(2 * train * (1 - HELDOUT_FRACTION))
+    # the labelled videos are the same with or without the unlabelled ones
+    labelled = [v for v in plan_dataset(doubled) if v.split != "unlabelled"]
+    assert [(v.video_id, v.split) for v in labelled] == [(v.video_id, v.split) for v in plan_dataset(plain)]
+
+
+def test_negative_unlabelled_factor_is_refused_before_any_work(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--unlabelled", "-1"]) == 1
+    err = capsys.readouterr().err
+    assert "--unlabelled must be >= 0" in err and "Traceback" not in err
+    assert not (tmp_path / "d").exists()
