@@ -71,7 +71,7 @@ def metrics(run_dir: Path) -> dict[str, float]:
 def run_seed(out: Path, seed: int, points: list[str], synth: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
     """Return {run name: metrics} of the baselines and every point's student for one seed
     (`synth`: parameters of the demo's world that differ from the demo's)."""
-    s = DemoSettings()
+    s = DemoSettings(unlabelled_factor=0)  # every point distils on the labelled clips
     s.synth = {**s.synth, **(synth or {})}
     base = make_dataset(out / "synth", s, seed, quick=False, workers=2, progress=False)
     runs = out / "runs"

@@ -17,13 +17,16 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import yaml
 
 from egodistill.atomic import atomic_path, write_json, write_text
 from egodistill.config import Config, config_from_dict
+
+if TYPE_CHECKING:
+    from egodistill.synth import SynthConfig
 
 HELDOUT_FRACTION = 0.15  # of the training videos, for model selection and the dataset weights
 UNLABELLED_STUDENT = "student_unlabelled"
@@ -114,7 +117,7 @@ def make_dataset(root: Path, s: DemoSettings, seed: int, *, quick: bool, workers
     return base_config(root / "data.yaml", s, seed)
 
 
-def synth_config(s: DemoSettings, seed: int, quick: bool):
+def synth_config(s: DemoSettings, seed: int, quick: bool) -> SynthConfig:
     """Return the demo's `SynthConfig` for `seed`: its world, plus `s.unlabelled_factor` x as many
     unlabelled videos as the students have labelled training videos (the training videos less the
     held-out share; same participants and world)."""
@@ -388,7 +391,9 @@ def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings)
                         out / "clips" / f"{sample.id}.mp4")
     records = {}
     names = [baseline_name(s.students[0], s), student_names(s.students[0], s)[0][0]]
-    for name in names + [UNLABELLED_STUDENT] * (s.unlabelled_factor > 0):
+    if s.unlabelled_factor > 0:
+        names.append(UNLABELLED_STUDENT)
+    for name in names:
         cfg, model, info = load_run(runs / name)
         records[name] = predict_videos([clip], cfg, model, info)[0]
     truth = {h: info.heads[h][c] for h, c in sample.labels.items()}
