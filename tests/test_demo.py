@@ -96,8 +96,9 @@ def test_demo_dataset_holds_the_unlabelled_videos_its_factor_asks_for():
     assert [(v.video_id, v.split) for v in labelled] == [(v.video_id, v.split) for v in plan_dataset(plain)]
 
 
-def test_negative_unlabelled_factor_is_refused_before_any_work(tmp_path, capsys):
-    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--unlabelled", "-1"]) == 1
+@pytest.mark.parametrize("factor", ["-1", "inf", "nan"])
+def test_a_bad_unlabelled_factor_is_refused_before_any_work(tmp_path, capsys, factor):
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d"), "--unlabelled", factor]) == 1
     err = capsys.readouterr().err
-    assert "--unlabelled must be >= 0" in err and "Traceback" not in err
+    assert "--unlabelled must be a number >= 0" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 ORDER = 5
@@ -46,8 +47,8 @@ def main(args: argparse.Namespace) -> int:
             ModelConfig(arch=arch, modality="rgb")  # students read RGB clips
         except ConfigError as e:
             raise ValueError(str(e).replace("model.arch", "--student").replace("model.modality 'rgb'", "the RGB student")) from None
-    if args.unlabelled is not None and not args.unlabelled >= 0:
-        raise ValueError(f"--unlabelled must be >= 0 (unlabelled clips per labelled clip), got {args.unlabelled}")
+    if args.unlabelled is not None and not (0 <= args.unlabelled < math.inf):
+        raise ValueError(f"--unlabelled must be a number >= 0 (unlabelled clips per labelled clip), got {args.unlabelled}")
     run_demo(Path(args.out), seed=args.seed, quick=args.quick, students=args.student, workers=args.workers,
              overwrite=args.overwrite, progress=not args.no_progress, unlabelled_factor=args.unlabelled)
     return 0

@@ -21,7 +21,7 @@ from torch import nn
 
 from egodistill.models.heads import LinearHeads
 from egodistill.models.registry import register_model
-from egodistill.models.stlt import LAYOUT_KEYS, NUM_CATEGORIES, NUM_SIDES, NUM_STATES
+from egodistill.models.stlt import NUM_CATEGORIES, NUM_SIDES, NUM_STATES, check_layout
 
 # per box: 4 coordinates, score, present, and one-hots of category, side and state
 BOX_FEATURES = 4 + 1 + 1 + NUM_CATEGORIES + NUM_SIDES + NUM_STATES
@@ -35,9 +35,7 @@ LAYOUT_TCN_PRESETS: dict[str, dict[str, Any]] = {
 def box_features(layout: dict[str, torch.Tensor], boxes: int) -> torch.Tensor:
     """Return per-frame features [N, T, boxes * BOX_FEATURES] of the first `boxes` detection slots
     (slots past the layout's own count, and padded boxes, are all zeros)."""
-    missing = [k for k in LAYOUT_KEYS if k not in layout]
-    if missing:
-        raise KeyError(f"layout input lacks keys {missing}; expected {list(LAYOUT_KEYS)}")
+    check_layout(layout, "layout TCN")
     mask = layout["mask"][:, :, :boxes].bool()
     parts = [
         layout["boxes"][:, :, :boxes].float(),
@@ -77,9 +75,6 @@ class LayoutTCN(nn.Module):
 
     def features(self, layout: dict[str, torch.Tensor]) -> torch.Tensor:
         """Return clip features [N, 2 * hidden]: the temporal features' mean and max over frames."""
-        if layout.get("boxes") is None or layout["boxes"].dim() != 4 or layout["boxes"].shape[-1] != 4:
-            shape = None if layout.get("boxes") is None else tuple(layout["boxes"].shape)
-            raise ValueError(f"layout 'boxes' must be [N, T, B, 4], got {shape}")
         x = self.embed(box_features(layout, self.boxes))  # [N, T, hidden]
         x = self.temporal(x.transpose(1, 2))  # [N, hidden, T]
         return torch.cat([x.mean(dim=2), x.amax(dim=2)], dim=1)

@@ -48,6 +48,23 @@ def example_layout(batch: int, frames: int, boxes: int, seed: int = 0) -> dict[s
     }
 
 
+def check_layout(layout: dict[str, torch.Tensor], model: str) -> tuple[int, int, int]:
+    """Return (N, T, B) of a layout input; raise KeyError for a missing key and ValueError for a
+    tensor whose shape does not match (`model` names the model in the message)."""
+    missing = [k for k in LAYOUT_KEYS if k not in layout]
+    if missing:
+        raise KeyError(f"{model} layout input lacks keys {missing}; expected {list(LAYOUT_KEYS)}")
+    if layout["category"].dim() != 3:
+        raise ValueError(f"layout 'category' must be [N, T, B], got {list(layout['category'].shape)}")
+    n, t, b = layout["category"].shape
+    if layout["boxes"].shape != (n, t, b, 4):
+        raise ValueError(f"layout 'boxes' must be [N, T, B, 4] = {[n, t, b, 4]}, got {list(layout['boxes'].shape)}")
+    for k in ("score", "side", "state", "mask"):
+        if layout[k].shape != (n, t, b):
+            raise ValueError(f"layout '{k}' must be [N, T, B] = {[n, t, b]}, got {list(layout[k].shape)}")
+    return n, t, b
+
+
 def _encoder(hidden: int, heads: int, layers: int, dropout: float) -> nn.TransformerEncoder:
     """Post-norm GELU transformer encoder, batch first (parameter names as nn.TransformerEncoder)."""
     layer = nn.TransformerEncoderLayer(
@@ -126,15 +143,7 @@ class STLT(nn.Module):
         return self.head.classes
 
     def _check(self, layout: dict[str, torch.Tensor]) -> tuple[int, int, int]:
-        missing = [k for k in LAYOUT_KEYS if k not in layout]
-        if missing:
-            raise KeyError(f"STLT layout input lacks keys {missing}; expected {list(LAYOUT_KEYS)}")
-        n, t, b = layout["category"].shape
-        if layout["boxes"].shape != (n, t, b, 4):
-            raise ValueError(f"layout 'boxes' must be [N, T, B, 4] = {[n, t, b, 4]}, got {list(layout['boxes'].shape)}")
-        for k in ("score", "side", "state", "mask"):
-            if layout[k].shape != (n, t, b):
-                raise ValueError(f"layout '{k}' must be [N, T, B] = {[n, t, b]}, got {list(layout[k].shape)}")
+        n, t, b = check_layout(layout, "STLT")
         if t > self.max_frames:
             raise ValueError(f"STLT was built for at most {self.max_frames} frames, got {t}")
         return n, t, b

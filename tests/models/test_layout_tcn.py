@@ -42,7 +42,7 @@ def test_reads_any_frame_count_and_rejects_bad_boxes():
     bad["boxes"] = bad["boxes"][..., :2]
     with pytest.raises(ValueError, match=r"'boxes' must be \[N, T, B, 4\]"):
         model(bad)
-    with pytest.raises(KeyError, match="lacks keys \\['state'\\]"):
+    with pytest.raises(KeyError, match=r"layout TCN layout input lacks keys \[.state.\]"):
         model({k: v for k, v in example_layout(2, 4, 6).items() if k != "state"})
 
 
