@@ -566,10 +566,15 @@ def test_every_prepare_tool_checks_the_disk_before_writing(synth_root: Path, tmp
 
 
 def unwritable(monkeypatch, folder: Path, error: int) -> None:
-    """Make writing under `folder` fail in this process as a read-only (EACCES: no file or folder
-    can be made) or full (ENOSPC: no file can be written) file system does; the tests run as
-    root, whom chmod does not stop. Covers open() for writing, os.open, os.mkdir (Path.mkdir,
-    os.makedirs), h5py.File and os.access (a read-only mount denies W_OK even to root)."""
+    """Make writing under `folder` fail in this process as a read-only or a full file system does;
+    the tests run as root, whom chmod does not stop.
+
+    EACCES (read-only): no file or folder can be made: open() for writing, os.open, os.mkdir
+    (Path.mkdir, os.makedirs) and h5py.File refuse, os.access denies W_OK. ENOSPC (full): folders
+    and files are made, as on a real full disk, but the first write into one fails: open()
+    returns a file whose write() raises, an HDF5 file is created and creating a dataset in it
+    raises; os.open refuses. So a writer that does not clean up leaves its empty or partial file
+    behind, which `leftovers` finds."""
     import builtins
     import errno
     import io
@@ -590,10 +595,41 @@ def unwritable(monkeypatch, folder: Path, error: int) -> None:
 
     real_open, real_os_open, real_mkdir, real_access = builtins.open, os.open, os.mkdir, os.access
 
+    class FullFile:
+        """A file opened for writing on a full disk: it exists, and every write fails."""
+
+        def __init__(self, f, path):
+            self._f, self._path = f, path
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, reason, self._path)
+
+        writelines = write
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._f.close()
+
+        def __iter__(self):
+            return iter(self._f)
+
     def open_(file, mode="r", *args, **kwargs):
-        if any(c in mode for c in "wax+"):
+        if not any(c in mode for c in "wax+"):
+            return real_open(file, mode, *args, **kwargs)
+        if error == errno.EACCES:
             refuse(file)
-        return real_open(file, mode, *args, **kwargs)
+            return real_open(file, mode, *args, **kwargs)
+        f = real_open(file, mode, *args, **kwargs)
+        try:
+            refuse(file)
+        except OSError as e:
+            return FullFile(f, e.filename)
+        return f
 
     def os_open(path, flags, *args, **kwargs):
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
@@ -607,9 +643,26 @@ def unwritable(monkeypatch, folder: Path, error: int) -> None:
 
     class File(h5py.File):
         def __init__(self, name, mode="r", *args, **kwargs):
+            self._full = False
             if mode != "r":
-                refuse(name)
+                if error == errno.EACCES:
+                    refuse(name)
+                else:
+                    try:
+                        refuse(name)
+                    except OSError:
+                        self._full = True
             super().__init__(name, mode, *args, **kwargs)
+
+        def create_dataset(self, name, *args, **kwargs):
+            if self._full:
+                raise OSError(errno.ENOSPC, reason, self.filename)
+            return super().create_dataset(name, *args, **kwargs)
+
+        def __setitem__(self, name, value):
+            if self._full:
+                raise OSError(errno.ENOSPC, reason, self.filename)
+            super().__setitem__(name, value)
 
     def access(path, mode, *args, **kwargs):
         if mode & os.W_OK and error == errno.EACCES:
@@ -646,7 +699,10 @@ def test_prepare_to_an_unwritable_location_is_one_line(tmp_path: Path, capsys, m
     unwritable(monkeypatch, locked, getattr(errno, error))
     code, _, err = run_cli(capsys, "prepare", "frames", frames, locked / where, "--quiet")
     assert code == 1 and str(locked) in err and len(err.strip().splitlines()) == 1, err
-    assert leftovers(locked) == []
+    if error == "EACCES":
+        assert leftovers(locked) == []
+    else:  # the store writer keeps its partial file for the same command to resume, and says so
+        assert leftovers(locked) == [where + ".tmp"] and "run the same command again to resume" in err, err
 
 
 @ERRORS

@@ -8,6 +8,8 @@ nothing and reports what a run would write, how long it would take and whether t
 from __future__ import annotations
 
 import argparse
+import errno
+import functools
 import sys
 from pathlib import Path
 
@@ -180,6 +182,24 @@ def _fps(args):
     return args.fps
 
 
+def keeps_partial_store(run):
+    """Wrap a tool's `run_*` so that a full disk's error says what is kept and how to go on: the
+    store writers keep `<out>.tmp` on purpose, and the same command resumes it."""
+
+    @functools.wraps(run)
+    def wrapped(args) -> int:
+        try:
+            return run(args)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not str(e.filename or "").endswith(".tmp"):
+                raise
+            raise OSError(e.errno, f"{e.strerror} (what was packed so far is kept in this file: free some space and "
+                                   f"run the same command again to resume)", e.filename) from None
+
+    return wrapped
+
+
+@keeps_partial_store
 def run_frames(args) -> int:
     from egodistill.data.prepare.frames import prepare_frames
 
@@ -188,6 +208,7 @@ def run_frames(args) -> int:
                                   resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
+@keeps_partial_store
 def run_flow_frames(args) -> int:
     from egodistill.data.prepare.frames import prepare_flow_frames
 
@@ -197,6 +218,7 @@ def run_flow_frames(args) -> int:
                                        show_progress=not args.quiet, dry_run=args.dry_run))
 
 
+@keeps_partial_store
 def run_video(args) -> int:
     from egodistill.data.prepare.video import VIDEO_SUFFIXES, expand_inputs, prepare_video
 
@@ -211,6 +233,7 @@ def run_video(args) -> int:
                                  dry_run=args.dry_run))
 
 
+@keeps_partial_store
 def run_audio(args) -> int:
     from egodistill.data.prepare.video import VIDEO_SUFFIXES, expand_inputs, prepare_audio
 
@@ -220,6 +243,7 @@ def run_audio(args) -> int:
                                  resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
+@keeps_partial_store
 def run_flow(args) -> int:
     from egodistill.data.prepare.flow import prepare_flow
 
@@ -228,6 +252,7 @@ def run_flow(args) -> int:
                                 resume=not args.overwrite, show_progress=not args.quiet, dry_run=args.dry_run))
 
 
+@keeps_partial_store
 def run_layout(args) -> int:
     from egodistill.data.prepare.layout import StoreFrameSizes, prepare_layout
 

@@ -150,8 +150,10 @@ def ensemble_calibration_record(teachers: list[TeacherRun], ensemble: EnsembleTe
             **calibration_record(combined, labels)}
 
 
-def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> dict[str, Tensor]:
-    """Return {head: [N]} from `run_dir/dataset_weights.json`, checking it names `teachers`."""
+def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None,
+                         heads: list[str] | None = None) -> dict[str, Tensor]:
+    """Return {head: [N]} from `run_dir/dataset_weights.json`, checking it names `teachers` and
+    has weights for every one of `heads`."""
     from egodistill.engine.checkpoint import read_json
 
     path = Path(run_dir) / DATASET_WEIGHTS_FILE
@@ -164,6 +166,10 @@ def read_dataset_weights(run_dir: Path, teachers: list[str] | None = None) -> di
     for h, w in data["weights"].items():
         if not (isinstance(w, list) and len(w) == n and all(isinstance(x, (int, float)) for x in w)):
             raise ValueError(f"{path}: weights of head '{h}' must be a list of {n} numbers (one per teacher), got {w!r}")
+    missing = [h for h in heads or [] if h not in data["weights"]]
+    if missing:
+        raise ValueError(f"{path}: no weights for head(s) {', '.join(missing)} (it has "
+                         f"{', '.join(data['weights']) or 'none'}); delete the file to compute them again")
     return {h: torch.tensor(w, dtype=torch.float32) for h, w in data["weights"].items()}
 
 

@@ -260,7 +260,7 @@ def _teacher_weights(cfg: Config, teachers: list[TeacherRun], heldout: _HeldoutL
     run_dir = Path(cfg.run_dir)
     path = run_dir / DATASET_WEIGHTS_FILE
     if resume and path.is_file():
-        weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers])
+        weights = read_dataset_weights(run_dir, [str(t.run_dir) for t in teachers], heldout.heads)
     else:
         record = dataset_weights_record(teachers, *heldout.get(), dcfg.tau)
         write_json(path, record)

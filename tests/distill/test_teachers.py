@@ -86,13 +86,14 @@ def test_teacher_logits_come_from_predict_logits_in_dataset_order(tmp_path):
     ({"teachers": ["a", "b"], "weights": {"verb": [0.5]}}, "head 'verb' must be a list of 2 numbers"),
     ({"teachers": ["a", "b"], "weights": {"verb": "0.5,0.5"}}, "head 'verb' must be a list of 2 numbers"),
     ({"teachers": ["a", "b"]}, "not a dataset weights record"),
+    ({"teachers": ["a", "b"], "weights": {"verb": [0.5, 0.5]}}, "no weights for head.s. noun .it has verb"),
 ])
 def test_a_damaged_dataset_weights_record_names_the_file_and_the_head(tmp_path, record, match):
     from egodistill.distill.teachers import DATASET_WEIGHTS_FILE, read_dataset_weights
 
     (tmp_path / DATASET_WEIGHTS_FILE).write_text(json.dumps(record))
     with pytest.raises(ValueError, match=match) as err:
-        read_dataset_weights(tmp_path)
+        read_dataset_weights(tmp_path, heads=["verb", "noun"])
     assert DATASET_WEIGHTS_FILE in str(err.value)
 
 
