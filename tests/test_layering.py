@@ -25,3 +25,15 @@ def test_nothing_outside_the_commands_imports_a_command():
     offenders = [str(p.relative_to(ROOT)) for p in files
                  if any(n == "egodistill.commands" or n.startswith("egodistill.commands.") for n in _imports(p))]
     assert offenders == [], offenders
+
+
+def test_the_library_below_the_pipelines_never_imports_them():
+    """`engine`, `distill`, `data`, `models` and `synth` (and the shared modules) are what the
+    pipelines are built from; an import the other way would make them a cycle."""
+    below = [ROOT / "egodistill" / p for p in ("engine", "distill", "data", "models", "synth")]
+    files = [p for d in below for p in d.rglob("*.py")]
+    files += [ROOT / "egodistill" / f for f in ("atomic.py", "config.py")]
+    upward = ("egodistill.pipelines", "egodistill.demo", "egodistill.cli")
+    offenders = [str(p.relative_to(ROOT)) for p in files
+                 if any(n == u or n.startswith(u + ".") for n in _imports(p) for u in upward)]
+    assert len(files) > 40 and offenders == [], offenders

@@ -319,9 +319,10 @@ def test_two_processes_evaluate_like_one(trained_run: Path, tmp_path: Path):
 
 
 def fit_with_scripted_heldout(synth_root: Path, run_dir: Path, monkeypatch, scores: list[tuple[float, float]],
-                              **train) -> dict:
+                              snapshots: list | None = None, **train) -> dict:
     """Train a tiny model for len(scores) epochs with the held-out evaluation replaced by
-    `scores` ((action, verb) top-1 per epoch); return `fit`'s summary of the kept weights."""
+    `scores` ((action, verb) top-1 per epoch); return `fit`'s summary of the kept weights.
+    `snapshots`, when given, receives a copy of the model's weights at each evaluation."""
     from egodistill.data.annotations import build_reader
     from egodistill.data.dataset import build_dataset
     from egodistill.engine import trainer as trainer_module
@@ -332,6 +333,8 @@ def fit_with_scripted_heldout(synth_root: Path, run_dir: Path, monkeypatch, scor
 
     def fake_evaluate(predictor, dataset, cfg, info, accelerator, **kw):
         action, verb = next(scripted)
+        if snapshots is not None:
+            snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items()})
         logits = {"verb": torch.zeros(2, 4), "noun": torch.zeros(2, 4)}
         return {"action_top1": action, "verb_top1": verb, "noun_top1": 30.0}, logits, None
 
@@ -361,8 +364,11 @@ def test_keep_weights_last_keeps_the_final_epoch_whatever_it_scores(synth_root: 
     from safetensors.torch import load_file
 
     run = tmp_path / "last"
+    epochs: list[dict[str, torch.Tensor]] = []
     kept = fit_with_scripted_heldout(synth_root, run, monkeypatch, [(10.0, 40.0), (30.0, 60.0), (12.0, 41.0)],
-                                     keep_weights="last")
+                                     snapshots=epochs, keep_weights="last")
     assert kept["epoch"] == 3 and kept["action_top1"] == 12.0
     weights, final = load_file(str(run / "model.safetensors")), load_file(str(run / "last" / "model.safetensors"))
     assert weights.keys() == final.keys() and all(torch.equal(weights[k], final[k]) for k in weights)
+    same = lambda a, b: all(torch.equal(a[k], b[k]) for k in weights)  # noqa: E731
+    assert same(weights, epochs[2]) and not same(weights, epochs[1])  # the third epoch's, not the better second's
