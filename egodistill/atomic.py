@@ -20,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """Return `path` or its nearest existing parent: where an output that may not exist yet, nor
+    its folder, would be made (for the checks of room and permissions before writing)."""
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def temp_path(path: str | os.PathLike, *, keep_suffix: bool = False) -> Path:
     """Return the temporary name `atomic_path` writes `path` under: `<name>.tmp` beside it, or
     with `keep_suffix` the hidden `.<stem>.tmp<suffix>` (for writers that choose the format by

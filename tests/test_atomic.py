@@ -1,5 +1,6 @@
 """egodistill.atomic: a file is replaced whole or not at all, and no temporary file stays."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -29,3 +30,12 @@ def test_an_error_keeps_the_old_file_and_removes_the_temporary_one(tmp_path):
 def test_the_temporary_file_is_beside_the_target():
     assert temp_path("/d/x.h5").as_posix() == "/d/x.h5.tmp"
     assert temp_path("/d/clip.mp4", keep_suffix=True).as_posix() == "/d/.clip.tmp.mp4"  # writers that read the suffix
+
+
+def test_nearest_existing_is_the_path_or_its_closest_existing_folder(tmp_path):
+    from egodistill.atomic import nearest_existing
+
+    (tmp_path / "a").mkdir()
+    assert nearest_existing(tmp_path / "a") == tmp_path / "a"
+    assert nearest_existing(tmp_path / "a" / "b" / "c.h5") == tmp_path / "a"
+    assert nearest_existing(Path("/")) == Path("/")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egodistill.atomic import nearest_existing
 from egodistill.config import Config
 
 if TYPE_CHECKING:  # the command line imports this module; torch loads only when an evaluation starts
@@ -26,9 +27,7 @@ def check_output_file(path: Path, what: str) -> None:
     can be made) that is writable."""
     if path.is_dir():
         raise IsADirectoryError(f"{what} {path} is a folder; give a file name, e.g. {path / 'submission.json'}")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(path.parent)
     if not parent.is_dir():
         raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):

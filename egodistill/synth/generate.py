@@ -8,7 +8,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -175,21 +174,17 @@ def _swap(tmp: Path, out: Path) -> None:
 
 
 def _render_all(jobs: list[tuple[SynthConfig, VideoPlan, Path, Path]], workers: int, progress: bool) -> dict[str, Any]:
-    """Render every video to disk (`workers` processes); return the detections by video id."""
-    bar = _progress(len(jobs), "render", progress)
+    """Render every video to disk (`workers` processes); return the detections by video id, in
+    the order of `jobs` (whatever order the workers finish in)."""
+    from egodistill.data.prepare.common import imap_workers
+    from egodistill.data.prepare.common import progress as progress_bar
+
     detections: dict[str, Any] = {}
-    if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for vid, dets in pool.map(_render_to_disk, jobs):
-                detections[vid] = dets
-                bar.update(1)
-    else:
-        for job in jobs:
-            vid, dets = _render_to_disk(job)
+    with progress_bar(len(jobs), "synth render", progress) as bar:
+        for vid, dets in imap_workers(_render_to_disk, jobs, workers):
             detections[vid] = dets
             bar.update(1)
-    bar.close()
-    return detections
+    return {plan.video_id: detections[plan.video_id] for _, plan, _, _ in jobs}
 
 
 def _write_stores(cfg: SynthConfig, tmp: Path, frames_dir: Path, wav_dir: Path, det_path: Path, workers: int,
@@ -213,19 +208,3 @@ def _write_stores(cfg: SynthConfig, tmp: Path, frames_dir: Path, wav_dir: Path, 
     prepare_layout(det_path, tmp / STORE_FILES["layout"], format="hand_object", show_progress=progress)
     timings["audio_layout_s"] = time.perf_counter() - t
     return timings
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled:
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=f"synth {desc}", unit="video")

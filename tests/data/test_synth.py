@@ -399,8 +399,9 @@ def test_flow_follows_the_verb(synth_root):
 
 
 def test_cli_build_is_deterministic_and_atomic(synth_root, tmp_path, capsys):
+    """Built again, with two worker processes this time (synth_root: one), the dataset is the same."""
     out = tmp_path / "again"
-    assert cli.main(["synth", str(out), "--tiny", "--seed", "0", "--quiet"]) == 0
+    assert cli.main(["synth", str(out), "--tiny", "--seed", "0", "--quiet", "--workers", "2"]) == 0
     assert "synth: wrote" in capsys.readouterr().out
     assert not out.with_name("again.tmp").exists()
     for csv_path in sorted((synth_root / "annotations").iterdir()):
@@ -417,6 +418,13 @@ def test_cli_build_is_deterministic_and_atomic(synth_root, tmp_path, capsys):
             da = cv2.imdecode(np.frombuffer(fa, np.uint8), cv2.IMREAD_COLOR)
             db = cv2.imdecode(np.frombuffer(fb, np.uint8), cv2.IMREAD_COLOR)
             np.testing.assert_array_equal(da, db, err_msg=f"video {vid}, frame {k}")
+    from egodistill.data.stores import LayoutStore
+
+    a, b = LayoutStore(synth_root / "layout.h5"), LayoutStore(out / "layout.h5")
+    for vid in RGBStore(synth_root / "rgb.h5").video_ids():
+        numbers = list(range(a.first_frame(vid), a.first_frame(vid) + a.num_frames(vid)))
+        la, lb = a.read(vid, numbers), b.read(vid, numbers)
+        assert la.keys() == lb.keys() and all(np.array_equal(la[k], lb[k]) for k in la), vid
     # An existing folder is refused (exit 1, one line naming it) unless --force.
     assert cli.main(["synth", str(out), "--tiny", "--quiet"]) == 1
     assert str(out) in capsys.readouterr().err

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 from tqdm import tqdm
 
+from egodistill.atomic import nearest_existing
+
 J = TypeVar("J")
 R = TypeVar("R")
 
@@ -188,14 +190,7 @@ def free_space(path: str | os.PathLike) -> int:
     """Return the free bytes of the file system that `path` (or its nearest existing parent) is on."""
     import shutil
 
-    return shutil.disk_usage(_existing(Path(path).resolve())).free
-
-
-def _existing(path: Path) -> Path:
-    """Return `path` or its nearest existing parent (an output folder may not exist yet)."""
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+    return shutil.disk_usage(nearest_existing(Path(path).resolve())).free
 
 
 # Room kept free beyond a video's payload: HDF5's per-element (a vlen heap object and its
@@ -254,7 +249,7 @@ class SpaceCheck:
         folders: dict[int, Path] = {}   # disk (st_dev) -> the first output folder on it
         totals: dict[int, int] = {}
         for path, need in zip(self.paths, needs):
-            dev = _existing(path.parent.absolute()).stat().st_dev
+            dev = nearest_existing(path.parent.absolute()).stat().st_dev
             folders.setdefault(dev, Path(os.path.abspath(path.parent)))
             totals[dev] = totals.get(dev, 0) + need
         for dev, need in totals.items():
