@@ -42,6 +42,10 @@ POINTS: dict[str, dict] = {
     # teachers stay at the demo's 36 epochs: their verb is near 100 % already)
     "gt1_E72_rgbT72": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=72,
                            rgb_teacher_epochs=72),
+    # an RGB teacher trained a third as long as the student (12 epochs): it has not yet learned
+    # the training clips' labels, so its targets there say more than the labels do
+    "gt1_rgbT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12),
+    "gt1_T4_rgbT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12),
     # the ensemble temperature-scaled per head on the held-out split (distill.calibrate)
     "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
     "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
