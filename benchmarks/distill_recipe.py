@@ -49,6 +49,10 @@ POINTS: dict[str, dict] = {
     # the ensemble temperature-scaled per head on the held-out split (distill.calibrate)
     "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
     "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
+    # every teacher (RGB, flow, audio, layout) trained 12 epochs, a third of the student's budget:
+    # none has yet learned the training clips' labels, so its targets there differ from them
+    "gt1_allT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, all_teacher_epochs=12),
+    "gt1_T4_allT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, all_teacher_epochs=12),
 }
 HEADS = ("verb_top1", "noun_top1", "action_top1", "ece", "confidence")
 
@@ -86,13 +90,17 @@ def run_seed(out: Path, seed: int, points: list[str], synth: dict[str, float] | 
     for point in points:
         settings = dict(POINTS[point])
         rgb_epochs = settings.pop("rgb_teacher_epochs", None)
+        all_epochs = settings.pop("all_teacher_epochs", None)
         ps = dataclasses.replace(s, **settings)
         name = f"student_{point}"
         cache = runs / f"cache_K{ps.cache_views}_tau{ps.tau:g}{'_cal' if ps.calibrate else ''}" \
-                       f"{f'_rgbT{rgb_epochs}' if rgb_epochs else ''}.h5"
+                       f"{f'_rgbT{rgb_epochs}' if rgb_epochs else ''}{f'_allT{all_epochs}' if all_epochs else ''}.h5"
         if ps.student_epochs != s.student_epochs:
             results[f"rgb_baseline_E{ps.student_epochs}"] = metrics(longer_baseline(base, runs, ps, ps.student_epochs))
         point_teachers = [longer_baseline(base, runs, ps, rgb_epochs)] + teachers[1:] if rgb_epochs else teachers
+        if all_epochs:  # the demo's four teachers, each trained `all_epochs` epochs, in their own folder
+            short = dataclasses.replace(s, teacher_epochs=all_epochs, student_epochs=all_epochs)
+            point_teachers = train_models(base, runs / f"teachers_E{all_epochs}", short, progress=False)
         if not (runs / name / "model.safetensors").is_file():
             print(f"seed {seed}: distill {name}", flush=True)
             distill_student(base, runs, name, ps.students[0], point_teachers, ps, cache_path=cache, progress=False)
