@@ -1,5 +1,5 @@
 """Sweep the distillation recipe on the demo's data over seeds: label-loss weight, KD temperature,
-cached views per sample, student epochs and the weighting temperature.
+cached views per sample, student and teacher epochs and the weighting temperature.
 
 For each seed the demo's dataset, RGB baseline (= the RGB teacher) and flow / audio / layout
 teachers are made once (`egodistill.demo` stages, its default settings), then one student per
