@@ -26,13 +26,17 @@ TARGETS = {  # evidence key -> (what it compares, the target, printed beside the
     "student_ece_minus_baseline_ece": ("student ECE vs baseline ECE", "<= 0"),
     "half_student_minus_baseline_action": ("half-frame student vs baseline, action top-1", ">= 0"),
     "unlabelled_student_minus_student_action": ("student with unlabelled clips vs student, action top-1", "> 0"),
+    "unlabelled_student_minus_baseline_action": ("student with unlabelled clips vs baseline, action top-1", "-"),
+    "unlabelled_student_ece_minus_baseline_ece": ("student with unlabelled clips: ECE vs baseline ECE", "-"),
 }
 
 
-def mean_std(values: list[float]) -> str:
-    """Return 'mean ± std' (sample std, ddof=1; a single value has no ± part)."""
+def mean_std(values: list[float], signed: bool = False) -> str:
+    """Return 'mean ± std' (sample std, ddof=1; a single value has no ± part); `signed`: the
+    mean with its sign, as differences are written."""
     v = np.asarray(values, dtype=float)
-    return f"{v.mean():.1f}" if len(v) == 1 else f"{v.mean():.1f} ± {v.std(ddof=1):.1f}"
+    mean = f"{v.mean():+.1f}" if signed else f"{v.mean():.1f}"
+    return mean if len(v) == 1 else f"{mean} ± {v.std(ddof=1):.1f}"
 
 
 def summarise(results: list[dict]) -> str:
@@ -50,7 +54,7 @@ def summarise(results: list[dict]) -> str:
         text, target = TARGETS[base_key]
         arch = key[len(base_key):].lstrip("_")
         vals = [res["evidence"][key] for res in results]
-        lines.append(f"| {text}{f' ({arch})' if arch else ''} | {mean_std(vals)} | {target} | "
+        lines.append(f"| {text}{f' ({arch})' if arch else ''} | {mean_std(vals, signed=True)} | {target} | "
                      f"{', '.join(f'{v:+.1f}' for v in vals)} |")
     secs = [res["seconds"] for res in results]
     lines += ["", f"{len(results)} seeds; wall clock per demo {min(secs):.0f} - {max(secs):.0f} s."]

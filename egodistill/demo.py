@@ -224,7 +224,8 @@ def _run_model(run_dir: Path) -> tuple[str, str]:
 def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, float]:
     """Return the demo's claims as differences (points): per student architecture, student minus
     baseline (action and verb top-1, ECE) and half-frame student minus baseline; ensemble minus
-    its best teacher. Keys of extra student architectures end in `_<arch>`."""
+    its best teacher; with the unlabelled row, that student minus the student (action) and minus
+    the baseline (action, ECE). Keys of extra student architectures end in `_<arch>`."""
     by = {r["model"]: r for r in rows}
     teachers = rows[: rows.index(by["ensemble_teacher"])]
     out = {"ensemble_minus_best_teacher_action":
@@ -238,8 +239,11 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
         out[f"student_ece_minus_baseline_ece{suffix}"] = by[full]["ece"] - base["ece"]
         out[f"half_student_minus_baseline_action{suffix}"] = by[half]["action_top1"] - base["action_top1"]
     if UNLABELLED_STUDENT in by:
+        unlabelled, base = by[UNLABELLED_STUDENT], by[baseline_name(s.students[0], s)]
         first = by[student_names(s.students[0], s)[0][0]]
-        out["unlabelled_student_minus_student_action"] = by[UNLABELLED_STUDENT]["action_top1"] - first["action_top1"]
+        out["unlabelled_student_minus_student_action"] = unlabelled["action_top1"] - first["action_top1"]
+        out["unlabelled_student_minus_baseline_action"] = unlabelled["action_top1"] - base["action_top1"]
+        out["unlabelled_student_ece_minus_baseline_ece"] = unlabelled["ece"] - base["ece"]
     return out
 
 

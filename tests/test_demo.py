@@ -102,3 +102,23 @@ def test_a_bad_unlabelled_factor_is_refused_before_any_work(tmp_path, capsys, fa
     err = capsys.readouterr().err
     assert "--unlabelled must be a number >= 0" in err and "Traceback" not in err
     assert not (tmp_path / "d").exists()
+
+
+def test_evidence_compares_each_student_with_its_baseline_and_the_ensemble_with_its_best_teacher():
+    from egodistill.demo import DemoSettings, demo_evidence
+
+    def row(model, verb, action, ece):
+        return {"model": model, "verb_top1": verb, "action_top1": action, "ece": ece}
+
+    rows = [row("rgb_baseline", 60, 30, 6), row("flow_teacher", 80, 14, 5), row("layout_teacher", 90, 38, 8),
+            row("ensemble_teacher", 100, 61, 17), row("student", 67, 35, 9), row("student_half_frames", 66, 33, 7),
+            row("student_unlabelled", 83, 46, 10)]
+    ev = demo_evidence(rows, DemoSettings())
+    assert ev == {"ensemble_minus_best_teacher_action": 23, "student_minus_baseline_action": 5,
+                  "student_minus_baseline_verb": 7, "student_ece_minus_baseline_ece": 3,
+                  "half_student_minus_baseline_action": 3, "unlabelled_student_minus_student_action": 11,
+                  "unlabelled_student_minus_baseline_action": 16, "unlabelled_student_ece_minus_baseline_ece": 4}
+    # without the unlabelled row (--unlabelled 0) its claims are left out
+    assert set(demo_evidence(rows[:-1], DemoSettings(unlabelled_factor=0))) == {
+        "ensemble_minus_best_teacher_action", "student_minus_baseline_action", "student_minus_baseline_verb",
+        "student_ece_minus_baseline_ece", "half_student_minus_baseline_action"}
