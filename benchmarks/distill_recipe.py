@@ -86,7 +86,7 @@ def run_seed(out: Path, seed: int, points: list[str], synth: dict[str, float] | 
     teachers = train_models(base, runs, s, progress=False)
     results = {"rgb_baseline": metrics(runs / "rgb_baseline")}
     for t in teachers[1:]:
-        results[t.name] = metrics(t) if t.name != "layout_teacher" else {}
+        results[t.name] = metrics(t)
     for point in points:
         settings = dict(POINTS[point])
         rgb_epochs = settings.pop("rgb_teacher_epochs", None)
