@@ -214,7 +214,7 @@ class DistillConfig:
     tau: float = 1.0  # weighting temperature
     temperature: float = 1.0  # KD temperature T
     # Temperature-scale the ensemble's logits per head, fitted on the held-out split, before they
-    # teach (egodistill/distill/calibration.py); the paper does not, so off by default.
+    # teach (egodistill/engine/calibration.py); the paper does not, so off by default.
     calibrate: bool = False
     alpha_kd: float = 1.0
     alpha_gt: float = 0.0

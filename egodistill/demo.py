@@ -191,10 +191,14 @@ def with_unlabelled(cfg: Config) -> Config:
 
 
 def evaluate_models(runs: Path, s: DemoSettings, teachers: list[Path], *, progress: bool) -> list[dict[str, Any]]:
-    """Evaluate every run and the ensemble teacher on the validation split; return the table's rows."""
+    """Temperature-scale every run on its held-out clips (`egodistill calibrate`), then evaluate
+    every run and the ensemble teacher on the validation split; return the table's rows."""
+    from egodistill.pipelines.calibrate import run_calibrate
     from egodistill.pipelines.evaluate import run_evaluate
 
     def row(name: str, modality: str, arch: str, frames: int, ensemble: bool = False) -> dict[str, Any]:
+        if not ensemble:
+            run_calibrate(runs / name, progress=progress)
         m = run_evaluate(runs / name, teachers=ensemble, progress=progress)
         return _row(name, arch, modality, frames, m, None if ensemble else _cost(runs / name))
 
@@ -225,7 +229,9 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
     """Return the demo's claims as differences (points): per student architecture, student minus
     baseline (action and verb top-1, ECE) and half-frame student minus baseline; ensemble minus
     its best teacher; with the unlabelled row, that student minus the student (action) and minus
-    the baseline (action, ECE). Keys of extra student architectures end in `_<arch>`."""
+    the baseline (action, ECE). ECE is of the temperature-scaled models; keys ending in
+    `_uncalibrated` compare the ECE before scaling. Keys of extra student architectures end in
+    `_<arch>`."""
     by = {r["model"]: r for r in rows}
     teachers = rows[: rows.index(by["ensemble_teacher"])]
     out = {"ensemble_minus_best_teacher_action":
@@ -237,6 +243,8 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
         out[f"student_minus_baseline_action{suffix}"] = by[full]["action_top1"] - base["action_top1"]
         out[f"student_minus_baseline_verb{suffix}"] = by[full]["verb_top1"] - base["verb_top1"]
         out[f"student_ece_minus_baseline_ece{suffix}"] = by[full]["ece"] - base["ece"]
+        out[f"student_ece_minus_baseline_ece_uncalibrated{suffix}"] = \
+            by[full]["ece_uncalibrated"] - base["ece_uncalibrated"]
         out[f"half_student_minus_baseline_action{suffix}"] = by[half]["action_top1"] - base["action_top1"]
     if UNLABELLED_STUDENT in by:
         unlabelled, base = by[UNLABELLED_STUDENT], by[baseline_name(s.students[0], s)]
@@ -244,6 +252,8 @@ def demo_evidence(rows: list[dict[str, Any]], s: DemoSettings) -> dict[str, floa
         out["unlabelled_student_minus_student_action"] = unlabelled["action_top1"] - first["action_top1"]
         out["unlabelled_student_minus_baseline_action"] = unlabelled["action_top1"] - base["action_top1"]
         out["unlabelled_student_ece_minus_baseline_ece"] = unlabelled["ece"] - base["ece"]
+        out["unlabelled_student_ece_minus_baseline_ece_uncalibrated"] = \
+            unlabelled["ece_uncalibrated"] - base["ece_uncalibrated"]
     return out
 
 
@@ -284,25 +294,29 @@ def _export_clip(data_root: Path, sample_id: str, video_id: str, start: int, sto
 
 def _row(name: str, arch: str, modalities: str, frames: int, m: dict[str, float],
          cost: dict[str, float] | None) -> dict[str, Any]:
+    ece_key = "action_ece" if "action_ece" in m else "verb_ece"
     return {
         "model": name, "arch": arch, "modalities": modalities, "frames": frames,
         "verb_top1": m.get("verb_top1", float("nan")), "noun_top1": m.get("noun_top1", float("nan")),
         "action_top1": m.get("action_top1", float("nan")),
-        "ece": m.get("action_ece", m.get("verb_ece", float("nan"))),
+        "ece": m.get(ece_key, float("nan")),
+        # before the run's temperature scaling (the same where there is none: the ensemble)
+        "ece_uncalibrated": m.get(f"{ece_key}_uncalibrated", m.get(ece_key, float("nan"))),
         "gflops": cost["gflops"] if cost else float("nan"), "clips_s": cost["clips_s"] if cost else float("nan"),
     }
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Return the demo's rows as a Markdown table."""
-    head = ("| model | arch | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE | GFLOPs/view "
-            "| clips/s |")
-    lines = [head, "|" + "---|" * 10]
+    head = ("| model | arch | modalities | frames | verb top-1 | noun top-1 | action top-1 | ECE | ECE raw "
+            "| GFLOPs/view | clips/s |")
+    lines = [head, "|" + "---|" * 11]
     for r in rows:
         fl = "-" if np.isnan(r["gflops"]) else f"{r['gflops']:.3f}"
         cs = "-" if np.isnan(r["clips_s"]) else f"{r['clips_s']:.0f}"
         lines.append(f"| {r['model']} | {r['arch']} | {r['modalities']} | {r['frames']} | {r['verb_top1']:.1f} | "
-                     f"{r['noun_top1']:.1f} | {r['action_top1']:.1f} | {r['ece']:.1f} | {fl} | {cs} |")
+                     f"{r['noun_top1']:.1f} | {r['action_top1']:.1f} | {r['ece']:.1f} | {r['ece_uncalibrated']:.1f} | "
+                     f"{fl} | {cs} |")
     return "\n".join(lines)
 
 
@@ -387,6 +401,7 @@ def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings)
     """Export the first validation clip as an mp4 and predict it with the RGB baseline and the
     students side by side; return {"clip", "truth", "prediction" (the student's), "prediction_text"}."""
     from egodistill.data.annotations import build_reader
+    from egodistill.engine.calibration import apply_run_calibration
     from egodistill.engine.checkpoint import load_run
     from egodistill.engine.predict import format_predictions_side_by_side, predict_videos
 
@@ -399,6 +414,7 @@ def _predict_exported_clip(out: Path, base: Config, runs: Path, s: DemoSettings)
         names.append(UNLABELLED_STUDENT)
     for name in names:
         cfg, model, info = load_run(runs / name)
+        apply_run_calibration(model, runs / name)
         records[name] = predict_videos([clip], cfg, model, info)[0]
     truth = {h: info.heads[h][c] for h, c in sample.labels.items()}
     student = records[student_names(s.students[0], s)[0][0]]

@@ -23,7 +23,9 @@ def test_quick_demo_writes_table_report_and_prediction(tmp_path, capsys):
     assert arch["rgb_baseline"] == arch["student"] == arch["student_half_frames"] == "cnn3d_nano"
     assert arch["rgb_baseline_swin_nano"] == arch["student_swin_nano"] == "swin_nano"
     for r in result["rows"]:
-        assert 0 <= r["action_top1"] <= 100 and 0 <= r["ece"] <= 100, r
+        assert 0 <= r["action_top1"] <= 100 and 0 <= r["ece"] <= 100 and 0 <= r["ece_uncalibrated"] <= 100, r
+        # every single model is temperature-scaled on its held-out clips before it is evaluated
+        assert (out / "runs" / r["model"] / "calibration.json").is_file() == (r["model"] != "ensemble_teacher")
         assert r["action_top1"] <= min(r["verb_top1"], r["noun_top1"]) + 1e-6  # action needs both right
     by = {r["model"]: r for r in result["rows"]}
     half, full = by["student_half_frames"], by["student"]
@@ -107,18 +109,21 @@ def test_a_bad_unlabelled_factor_is_refused_before_any_work(tmp_path, capsys, fa
 def test_evidence_compares_each_student_with_its_baseline_and_the_ensemble_with_its_best_teacher():
     from egodistill.demo import DemoSettings, demo_evidence
 
-    def row(model, verb, action, ece):
-        return {"model": model, "verb_top1": verb, "action_top1": action, "ece": ece}
+    def row(model, verb, action, ece, raw):
+        return {"model": model, "verb_top1": verb, "action_top1": action, "ece": ece, "ece_uncalibrated": raw}
 
-    rows = [row("rgb_baseline", 60, 30, 6), row("flow_teacher", 80, 14, 5), row("layout_teacher", 90, 38, 8),
-            row("ensemble_teacher", 100, 61, 17), row("student", 67, 35, 9), row("student_half_frames", 66, 33, 7),
-            row("student_unlabelled", 83, 46, 10)]
+    rows = [row("rgb_baseline", 60, 30, 6, 7), row("flow_teacher", 80, 14, 5, 5), row("layout_teacher", 90, 38, 8, 8),
+            row("ensemble_teacher", 100, 61, 17, 17), row("student", 67, 35, 9, 12),
+            row("student_half_frames", 66, 33, 7, 7), row("student_unlabelled", 83, 46, 10, 15)]
     ev = demo_evidence(rows, DemoSettings())
     assert ev == {"ensemble_minus_best_teacher_action": 23, "student_minus_baseline_action": 5,
                   "student_minus_baseline_verb": 7, "student_ece_minus_baseline_ece": 3,
+                  "student_ece_minus_baseline_ece_uncalibrated": 5,
                   "half_student_minus_baseline_action": 3, "unlabelled_student_minus_student_action": 11,
-                  "unlabelled_student_minus_baseline_action": 16, "unlabelled_student_ece_minus_baseline_ece": 4}
+                  "unlabelled_student_minus_baseline_action": 16, "unlabelled_student_ece_minus_baseline_ece": 4,
+                  "unlabelled_student_ece_minus_baseline_ece_uncalibrated": 8}
     # without the unlabelled row (--unlabelled 0) its claims are left out
     assert set(demo_evidence(rows[:-1], DemoSettings(unlabelled_factor=0))) == {
         "ensemble_minus_best_teacher_action", "student_minus_baseline_action", "student_minus_baseline_verb",
-        "student_ece_minus_baseline_ece", "half_student_minus_baseline_action"}
+        "student_ece_minus_baseline_ece", "student_ece_minus_baseline_ece_uncalibrated",
+        "half_student_minus_baseline_action"}

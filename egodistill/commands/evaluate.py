@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="evaluate a distillation run's teacher ensemble instead of its student")
     p.add_argument("--export-epic", metavar="JSON", default=None,
                    help="also write the EPIC-KITCHENS-100 action recognition submission to this file")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="ignore the run's calibration.json (egodistill calibrate): evaluate the raw logits")
     p.add_argument("--no-plots", action="store_true", help="skip the reliability and confusion figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -42,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def main(args: argparse.Namespace) -> int:
     metrics = run_evaluate(args.run, split=args.split, overrides=args.overrides, weights=args.weights,
                            teachers=args.teachers, export_epic=args.export_epic, plots=not args.no_plots,
-                           progress=not args.no_progress)
+                           progress=not args.no_progress, calibrated=not args.uncalibrated)
     if is_main_process():
         from egodistill.engine.evaluate import format_metrics
 

@@ -19,7 +19,6 @@ whose fingerprint differs from the current run's is rebuilt.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,32 +29,6 @@ import numpy as np
 
 FORMAT = "egodistill-teacher-cache"
 VERSION = 1
-# Files up to this size are hashed whole; larger ones (multi-GB stores) by size, mtime and
-# their first and last MiB, which catches a re-pack without reading hundreds of GB.
-FULL_HASH_LIMIT = 64 << 20
-
-
-def file_digest(path: str | os.PathLike) -> dict[str, Any]:
-    """Return {"path", "size", "sha256"} describing a file's content (see FULL_HASH_LIMIT)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"teacher cache fingerprint: file not found: {path}")
-    st = path.stat()
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        if st.st_size <= FULL_HASH_LIMIT:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-            kind = "sha256"
-        else:
-            h.update(f.read(1 << 20))
-            f.seek(-(1 << 20), os.SEEK_END)
-            h.update(f.read(1 << 20))
-            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-            kind = "sha256-ends+mtime"
-    return {"path": str(path.resolve()), "size": st.st_size, kind: h.hexdigest()}
-
-
 def fingerprint_text(fingerprint: dict[str, Any]) -> str:
     """Return the canonical JSON text of a fingerprint (sorted keys, so equal dicts compare equal)."""
     return json.dumps(fingerprint, sort_keys=True, default=_jsonable)

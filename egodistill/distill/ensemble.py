@@ -47,7 +47,7 @@ class EnsembleTeacher(nn.Module):
     beforehand on a held-out split). `heads` restricts the output
     to these heads (default: the first teacher's heads). `names` labels the teachers in logs.
     `temperatures` {head: T}, when given, divide each head's combined logits (the held-out
-    calibration of `egodistill.distill.calibration`); heads without one are left as they are.
+    calibration of `egodistill.engine.calibration`); heads without one are left as they are.
     """
 
     def __init__(

@@ -143,7 +143,7 @@ def ensemble_calibration_record(teachers: list[TeacherRun], ensemble: EnsembleTe
     """Return the record of the ensemble's held-out calibration: {"teachers", "samples",
     "temperature": {head: T}, "nll": {head: [before, after]}, "ece": {head: [before, after]}}
     for `ensemble` (its weights, no temperatures yet) on the teachers' held-out `logits`."""
-    from egodistill.distill.calibration import calibration_record
+    from egodistill.engine.calibration import calibration_record
 
     combined = ensemble.combine_teachers(logits, {"labels": labels})
     return {"teachers": [str(t.run_dir) for t in teachers], "samples": int(len(next(iter(labels.values())))),

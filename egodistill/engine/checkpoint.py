@@ -13,6 +13,7 @@ Loading never unpickles arbitrary objects (safetensors, `torch.load(weights_only
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -55,6 +56,33 @@ def read_json(path: str | os.PathLike) -> Any:
             return json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: not a readable JSON file ({e}); was it cut off or overwritten?") from None
+
+
+# Files up to this size are hashed whole; larger ones (multi-GB stores) by size, mtime and
+# their first and last MiB, which catches a re-pack without reading hundreds of GB.
+FULL_HASH_LIMIT = 64 << 20
+
+
+def file_digest(path: str | os.PathLike) -> dict[str, Any]:
+    """Return {"path", "size", "sha256"} describing a file's content (see FULL_HASH_LIMIT; a larger file
+    has "sha256-ends+mtime" instead of "sha256")."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    st = path.stat()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        if st.st_size <= FULL_HASH_LIMIT:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+            kind = "sha256"
+        else:
+            h.update(f.read(1 << 20))
+            f.seek(-(1 << 20), os.SEEK_END)
+            h.update(f.read(1 << 20))
+            h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            kind = "sha256-ends+mtime"
+    return {"path": str(path.resolve()), "size": st.st_size, kind: h.hexdigest()}
 
 
 def unwrap(model: nn.Module) -> nn.Module:

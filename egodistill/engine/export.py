@@ -107,7 +107,9 @@ def sidecar(spec: ClipSpec, fmt: str, file_name: str, heads: list[str], *, arch:
     as actions (p(verb) * p(noun), EPIC), or null. `sampling`: how a clip's views are taken from
     a video (frames at the file's own rate; `sampler`, `num_frames`, `stride`, then every
     `frame_step`-th frame; `test_clips` clips x `test_crops` crops of the short side resized to
-    `size`; logits averaged over the views). `check`: the export's agreement with PyTorch.
+    `size`; logits averaged over the views). `check`: the export's agreement with PyTorch. `extra`: further keys
+    (`export_run`: the run's name and `temperature`, {head: T} of `egodistill calibrate` folded into
+    the logits, or null).
     """
     d = spec.data
     record = {
@@ -303,12 +305,14 @@ def export_run(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.Path
                tolerance: float = TOLERANCE) -> ExportResult:
     """Export a run's RGB model (see `export_model`); `check_video`: also compare on the test views
     of the first window (up to 2 s) of this video."""
+    from egodistill.engine.calibration import apply_run_calibration
     from egodistill.engine.checkpoint import load_run
     from egodistill.models.registry import get_model_spec
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}: expected one of {', '.join(FORMATS)}")
     cfg, model, info = load_run(run_dir, weights=weights)
+    temps = apply_run_calibration(model, run_dir, weights)
     reads_layout = get_model_spec(cfg.model.arch).reads == "layout"
     if cfg.model.modality != "rgb" or reads_layout:
         raise ValueError(f"{run_dir}: export writes RGB video students; this run's model is {cfg.model.arch} "
@@ -317,7 +321,8 @@ def export_run(run_dir: str | os.PathLike, fmt: str = "onnx", out: str | os.Path
     spec = ClipSpec.from_run(cfg, info)
     real = video_clips(check_video, spec) if check_video else None
     return export_model(model, spec, fmt, out or default_output(run_dir, fmt), arch=cfg.model.arch,
-                        real_clips=real, tolerance=tolerance, extra={"run": str(Path(run_dir).resolve().name)})
+                        real_clips=real, tolerance=tolerance,
+                        extra={"run": str(Path(run_dir).resolve().name), "temperature": temps or None})
 
 
 def video_clips(path: str | os.PathLike, spec: ClipSpec, seconds: float = 2.0) -> Tensor:

@@ -109,7 +109,11 @@ def load_predictor(*, run: str | os.PathLike | None = None, model: str | os.Path
         return load_exported(model, str(dev))
     from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
 
-    cfg, net, info = load_run(run, weights=Path(run) / LAST_DIR / WEIGHTS_FILE if weights == "last" else None)
+    from egodistill.engine.calibration import apply_run_calibration
+
+    path = Path(run) / LAST_DIR / WEIGHTS_FILE if weights == "last" else None
+    cfg, net, info = load_run(run, weights=path)
+    apply_run_calibration(net, run, path)  # calibrated probabilities when the run has them
     return TorchPredictor(cfg, net, info, dev)
 
 

@@ -44,7 +44,7 @@ def cache_fingerprint(cfg: Config, teachers: list[TeacherRun], weights: dict[str
     """Return what a teacher cache depends on: teachers and their weights' hashes, the weighting
     and its weights, the ensemble's temperatures, the data files (hashes/sizes), the view
     settings, K and the seed."""
-    from egodistill.distill.cache import file_digest
+    from egodistill.engine.checkpoint import file_digest
 
     modalities = sorted({t.modality for t in teachers})
     data = config_to_dict(cfg.data)
@@ -277,6 +277,7 @@ def _ensemble_temperatures(cfg: Config, teachers: list[TeacherRun], ensemble: En
     else {}."""
     from egodistill.atomic import write_json
     from egodistill.distill.teachers import CALIBRATION_FILE, ensemble_calibration_record, read_ensemble_temperatures
+    from egodistill.engine.calibration import calibration_lines
 
     if not cfg.distill.calibrate:
         return {}
@@ -287,10 +288,7 @@ def _ensemble_temperatures(cfg: Config, teachers: list[TeacherRun], ensemble: En
     record = ensemble_calibration_record(teachers, ensemble, *heldout.get())
     record["weighting"] = cfg.distill.weighting
     write_json(path, record)
-    for h, t in record["temperature"].items():
-        nll, ece = record["nll"][h], record["ece"][h]
-        print(f"ensemble calibration [{h}]: temperature {t:.3f}; held-out NLL {nll[0]:.3f} -> {nll[1]:.3f}, "
-              f"ECE {ece[0]:.1f} -> {ece[1]:.1f}")
+    print("\n".join(calibration_lines(record, "ensemble calibration")))
     return dict(record["temperature"])
 
 

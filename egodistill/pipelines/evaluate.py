@@ -36,7 +36,7 @@ def check_output_file(path: Path, what: str) -> None:
 
 def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides: list[str] | None = None,
                  weights: str = "best", teachers: bool = False, export_epic: str | None = None, plots: bool = True,
-                 progress: bool = True) -> dict[str, Any]:
+                 progress: bool = True, calibrated: bool = True) -> dict[str, Any]:
     """Evaluate run folder `run` on `split` (default: the run's data.eval_split) and return the
     metrics (`engine.evaluate.evaluate_dataset`'s dict).
 
@@ -58,7 +58,7 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
         raise FileNotFoundError(f"run folder not found: {run_dir}")
     if export_epic:
         check_output_file(Path(export_epic), "--export-epic")  # before the evaluation, not after
-    cfg, model, heads, modalities, tag = _load_evaluated(run_dir, weights, teachers)
+    cfg, model, heads, modalities, tag, temps = _load_evaluated(run_dir, weights, teachers, calibrated)
     if overrides:
         cfg = config_from_dict(apply_overrides(config_to_dict(cfg), overrides))
     split = split or cfg.data.eval_split
@@ -75,6 +75,8 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     with torch.no_grad():
         metrics, logits, ids = evaluate_dataset(predictor, dataset, cfg, info, accelerator, progress=progress,
                                                 desc=f"evaluate {split}")
+    if temps:
+        metrics.update(_uncalibrated_ece(logits, ids, samples, info, temps))
     if accelerator.is_main_process:
         _write_outputs(run_dir, cfg, split, tag, weights, metrics, logits, ids, samples, info, plots=plots,
                        export_epic=export_epic)
@@ -82,11 +84,13 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
     return metrics
 
 
-def _load_evaluated(run_dir: Path, weights: str, teachers: bool) -> tuple[Config, Any, dict[str, int] | None,
-                                                                          list[str], str]:
+def _load_evaluated(run_dir: Path, weights: str, teachers: bool, calibrated: bool
+                    ) -> tuple[Config, Any, dict[str, int] | None, list[str], str, dict[str, float]]:
     """Return (config, model or teacher-ensemble predictor, the model's heads or None for the
-    ensemble, the modalities it reads, the tag of its output files: "", "_last" or "_teachers")."""
+    ensemble, the modalities it reads, the tag of its output files: "", "_last" or "_teachers",
+    the temperatures folded into the model: {} when none)."""
     from egodistill.config import load_config
+    from egodistill.engine.calibration import apply_run_calibration
     from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run, model_heads
 
     if teachers:
@@ -94,10 +98,25 @@ def _load_evaluated(run_dir: Path, weights: str, teachers: bool) -> tuple[Config
 
         cfg = load_config(run_dir / "config.yaml")
         predictor, modalities = load_predictor(run_dir)
-        return cfg, predictor, None, modalities, "_teachers"
+        return cfg, predictor, None, modalities, "_teachers", {}
     weights_path = run_dir / LAST_DIR / WEIGHTS_FILE if weights == "last" else None
     cfg, model, run_info = load_run(run_dir, weights=weights_path)
-    return cfg, model, model_heads(cfg, run_info), [cfg.model.modality], "" if weights == "best" else "_last"
+    temps = apply_run_calibration(model, run_dir, weights_path) if calibrated else {}
+    return (cfg, model, model_heads(cfg, run_info), [cfg.model.modality], "" if weights == "best" else "_last",
+            temps)
+
+
+def _uncalibrated_ece(logits: dict[str, Tensor], ids: list[str], samples: list[Sample], info: DatasetInfo,
+                      temps: dict[str, float]) -> dict[str, float]:
+    """Return {"temperature_<head>": T, "<key>_uncalibrated": ECE} for each ECE of the logits
+    before the temperatures `temps` divided them."""
+    from egodistill.engine.metrics import compute_metrics
+
+    by_id = {s.id: s for s in samples}
+    raw = compute_metrics({h: z * temps.get(h, 1.0) for h, z in logits.items()}, [by_id[i] for i in ids], info)
+    out = {f"temperature_{h}": t for h, t in temps.items()}
+    out.update({f"{k}_uncalibrated": v for k, v in raw.items() if k.endswith("_ece")})
+    return out
 
 
 def _write_outputs(run_dir: Path, cfg: Config, split: str, tag: str, weights: str, metrics: dict[str, Any],

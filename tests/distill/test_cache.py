@@ -6,7 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from egodistill.distill.cache import CacheWriter, TeacherCache, file_digest, fingerprint_text, replay_choice
+from egodistill.distill.cache import CacheWriter, TeacherCache, fingerprint_text, replay_choice
+from egodistill.engine.checkpoint import file_digest
 
 HEADS = {"verb": 4, "noun": 6}
 

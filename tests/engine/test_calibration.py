@@ -3,12 +3,11 @@ labels, lowers the NLL of a too-soft ensemble, and never changes a prediction (t
 run's use of it is tested in test_end_to_end.py)."""
 from __future__ import annotations
 
-import json
 
 import pytest
 import torch
 
-from egodistill.distill.calibration import calibration_record, fit_temperature
+from egodistill.engine.calibration import calibration_record, fit_temperature
 from egodistill.distill.ensemble import EnsembleTeacher
 
 
@@ -84,3 +83,65 @@ def test_calibration_record_fits_the_ensemble_as_it_weighs(weighting):
     assert rec["temperature"]["verb"] == pytest.approx(fit_temperature(combined["verb"], y), rel=1e-9)
     if weighting == "uniform":  # the informative logits at half scale: too soft, sharpened
         assert rec["temperature"]["verb"] < 0.5 and rec["nll"]["verb"][1] < rec["nll"]["verb"][0] - 0.05
+
+
+# --- a trained model's temperatures (egodistill calibrate) ---------------------------------------
+
+
+def tiny_cnn():
+    from egodistill.models.cnn3d import VideoCNN
+
+    torch.manual_seed(0)
+    return VideoCNN({"verb": 5, "noun": 7}, 3, widths=(4, 8), strides=((1, 2, 2), (2, 2, 2))).eval()
+
+
+def test_scaled_heads_divide_the_logits_and_keep_every_prediction():
+    from egodistill.engine.calibration import scale_heads
+
+    model = tiny_cnn()
+    for layer in model.head.values():  # a non-zero bias, so that scaling the weight alone would show
+        torch.nn.init.normal_(layer.bias)
+    x = torch.randn(6, 4, 3, 16, 16)
+    with torch.no_grad():
+        before = model(x)
+        after = scale_heads(model, {"verb": 0.5, "noun": 2.0})(x)
+    torch.testing.assert_close(after["verb"], before["verb"] / 0.5, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(after["noun"], before["noun"] / 2.0, rtol=1e-5, atol=1e-6)
+    assert torch.equal(after["verb"].argmax(-1), before["verb"].argmax(-1))
+
+
+@pytest.mark.parametrize("temps, match", [({"action": 2.0}, "no linear head action"),
+                                          ({"verb": 0.0}, "positive number"),
+                                          ({"verb": float("nan")}, "positive number")])
+def test_scaling_refuses_unknown_heads_and_bad_temperatures(temps, match):
+    from egodistill.engine.calibration import scale_heads
+
+    with pytest.raises(ValueError, match=match):
+        scale_heads(tiny_cnn(), temps)
+
+
+def test_a_calibration_record_applies_only_to_the_weights_it_was_fitted_for(tmp_path):
+    from egodistill.atomic import write_json
+    from egodistill.engine.calibration import (
+        MODEL_CALIBRATION_FILE,
+        model_calibration_record,
+        read_model_temperatures,
+    )
+    from egodistill.engine.checkpoint import CheckpointError, save_weights
+
+    model = tiny_cnn()
+    save_weights(model, tmp_path / "model.safetensors")
+    assert read_model_temperatures(tmp_path, tmp_path / "model.safetensors") == {}  # none fitted yet
+    z, y = sampled(0.5, n=400)
+    record = model_calibration_record({"verb": z}, {"verb": y}, tmp_path / "model.safetensors", clips=400)
+    write_json(tmp_path / MODEL_CALIBRATION_FILE, record)
+    temps = read_model_temperatures(tmp_path, tmp_path / "model.safetensors")
+    assert temps == {"verb": pytest.approx(0.5, rel=0.2)}
+    # the weights change (training went on): the old temperatures are not applied
+    torch.nn.init.normal_(model.head["verb"].weight)
+    save_weights(model, tmp_path / "model.safetensors")
+    with pytest.warns(UserWarning, match="fitted for other weights"):
+        assert read_model_temperatures(tmp_path, tmp_path / "model.safetensors") == {}
+    (tmp_path / MODEL_CALIBRATION_FILE).write_text('{"temperature": {"verb": -1}}')
+    with pytest.raises(CheckpointError, match="not a calibration record"):
+        read_model_temperatures(tmp_path, tmp_path / "model.safetensors")
