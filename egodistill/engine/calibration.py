@@ -32,6 +32,9 @@ from egodistill.engine.metrics import expected_calibration_error
 # The search range of the temperature; the bounds are far beyond what a sane ensemble needs
 # (a ten-teacher ensemble with one informative teacher is about 0.1).
 T_MIN, T_MAX = 0.02, 50.0
+# A run's temperatures (`egodistill calibrate`), beside its weights.
+MODEL_CALIBRATION_FILE = "calibration.json"
+FORMAT = "egodistill-calibration"
 
 
 def _nll(logits: Tensor, labels: Tensor, temperature: float) -> float:
@@ -52,7 +55,7 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, iterations: int = 80) -> 
     z, y = logits[known].double(), labels[known].long()
     if bool((z.argmax(-1) == y).all()):
         # Every sample right: the NLL keeps falling as T -> 0 and has no minimum; a tiny
-        # temperature would turn the targets into labels. Nothing to fit: leave the head as it is.
+        # temperature would make every prediction certain. Nothing to fit: leave the head as it is.
         return 1.0
     lo, hi = math.log(T_MIN), math.log(T_MAX)
     ratio = (math.sqrt(5) - 1) / 2
@@ -103,10 +106,6 @@ def _confidence(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     p = logits.softmax(-1)
     conf, pred = p.max(-1)
     return conf, pred == labels
-
-
-MODEL_CALIBRATION_FILE = "calibration.json"
-FORMAT = "egodistill-calibration"
 
 
 def scale_heads(model: nn.Module, temperatures: dict[str, float]) -> nn.Module:
