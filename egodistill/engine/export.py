@@ -107,9 +107,9 @@ def sidecar(spec: ClipSpec, fmt: str, file_name: str, heads: list[str], *, arch:
     as actions (p(verb) * p(noun), EPIC), or null. `sampling`: how a clip's views are taken from
     a video (frames at the file's own rate; `sampler`, `num_frames`, `stride`, then every
     `frame_step`-th frame; `test_clips` clips x `test_crops` crops of the short side resized to
-    `size`; logits averaged over the views). `check`: the export's agreement with PyTorch. `extra`: further keys
-    (`export_run`: the run's name and `temperature`, {head: T} of `egodistill calibrate` folded into
-    the logits, or null).
+    `size`; logits averaged over the views). `check`: the export's agreement with PyTorch.
+    `extra`: further keys; `export_run` adds `run` (the run folder's name) and `temperature`
+    ({head: T} of `egodistill calibrate`, already folded into the logits, or null).
     """
     d = spec.data
     record = {

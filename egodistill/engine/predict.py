@@ -107,9 +107,8 @@ def load_predictor(*, run: str | os.PathLike | None = None, model: str | os.Path
         from egodistill.engine.export import load_exported
 
         return load_exported(model, str(dev))
-    from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
-
     from egodistill.engine.calibration import apply_run_calibration
+    from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run
 
     path = Path(run) / LAST_DIR / WEIGHTS_FILE if weights == "last" else None
     cfg, net, info = load_run(run, weights=path)
