@@ -78,7 +78,11 @@ def main(argv: list[str] | None = None) -> None:
         if not done.is_file():
             run_demo(args.out / f"seed_{seed}", seed=seed, quick=args.quick, students=args.student, overwrite=True,
                      progress=False)
-        results.append(json.loads(done.read_text()))
+        result = json.loads(done.read_text())
+        if any(c not in row for row in result["rows"] for c in COLUMNS):
+            raise SystemExit(f"{done} was written by an older demo (its rows lack one of {', '.join(COLUMNS)}); "
+                             f"delete {done.parent} to run that seed again, or use another --out")
+        results.append(result)
     print(summarise(results))
 
 

@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import argparse
 
-from egodistill.engine.calibration import calibration_lines
-from egodistill.pipelines.calibrate import run_calibrate
-from egodistill.pipelines.run_dir import is_main_process
-
 ORDER = 55
 
 
@@ -20,9 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Fit one temperature per head on the run's held-out clips (heldout.json: training videos kept out of "
             "training), the one that minimises their negative log-likelihood, and write RUN/calibration.json. "
-            "evaluate, predict and export then divide the model's logits by it: the probabilities change, the "
-            "predictions never do. The record holds the digest of the weights it was fitted for; other weights "
-            "are not scaled. Teachers are not scaled when they teach."
+            "evaluate, predict and export then divide the model's logits by it: the probabilities change, each "
+            "head's top-1 never does (the order of EPIC actions below the first may). The record holds the digest "
+            "of the best weights it was fitted for; other weights are not scaled. Teachers are not scaled when "
+            "they teach."
         ),
     )
     p.add_argument("run", help="run folder (train or distill) with held-out clips")
@@ -32,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # imported here: the CLI imports every command module to build its parser, without torch
+    from egodistill.engine.calibration import calibration_lines
+    from egodistill.pipelines.calibrate import run_calibrate
+    from egodistill.pipelines.run_dir import is_main_process
+
     record = run_calibrate(args.run, progress=not args.no_progress)
     if is_main_process():
         print("\n".join(calibration_lines(record)))

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--export-epic", metavar="JSON", default=None,
                    help="also write the EPIC-KITCHENS-100 action recognition submission to this file")
     p.add_argument("--uncalibrated", action="store_true",
-                   help="ignore the run's calibration.json (egodistill calibrate): evaluate the raw logits")
+                   help="ignore the run's calibration.json (egodistill calibrate): evaluate the raw logits "
+                        "(files tagged _uncalibrated)")
     p.add_argument("--no-plots", action="store_true", help="skip the reliability and confusion figures")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--debug", action="store_true", help="show tracebacks for errors")

@@ -1,6 +1,7 @@
 """Temperature scaling, one temperature per head, fitted on a held-out split (Guo et al. 2017, "On
-calibration of modern neural networks"). It never changes a prediction (the argmax is the same),
-only how sure the probabilities are.
+calibration of modern neural networks"). It never changes a head's top-1 (the argmax is the same),
+only how sure the probabilities are; EPIC's action ranking, p(verb) x p(noun), keeps its first
+action but may reorder the rest when the heads' temperatures differ.
 
 Two users:
 
@@ -53,6 +54,11 @@ def fit_temperature(logits: Tensor, labels: Tensor, *, iterations: int = 80) -> 
     if not bool(known.any()):
         raise ValueError("calibration: no labelled samples to fit a temperature on")
     z, y = logits[known].double(), labels[known].long()
+    bad = int((~torch.isfinite(z)).any(-1).sum())
+    if bad:
+        # the NLL of a NaN row is NaN for every T: the search would end at a bound, not a fit
+        raise ValueError(f"calibration: {bad} of {len(z)} samples have NaN or infinite logits "
+                         f"(weights from a diverged training?); no temperature can be fitted")
     if bool((z.argmax(-1) == y).all()):
         # Every sample right: the NLL keeps falling as T -> 0 and has no minimum; a tiny
         # temperature would make every prediction certain. Nothing to fit: leave the head as it is.
@@ -117,36 +123,38 @@ def scale_heads(model: nn.Module, temperatures: dict[str, float]) -> nn.Module:
     if missing:
         raise ValueError(f"calibration: the model has no linear head {', '.join(missing)} to scale "
                          f"(heads: {', '.join(head.keys()) if head is not None else 'none'})")
+    for h, t in temperatures.items():  # all checked before any head is changed
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"calibration: the temperature of head '{h}' must be a positive number, got {t!r}")
     with torch.no_grad():
         for h, t in temperatures.items():
-            if not (math.isfinite(t) and t > 0):
-                raise ValueError(f"calibration: the temperature of head '{h}' must be a positive number, got {t!r}")
             head[h].weight.div_(t)
             if head[h].bias is not None:
                 head[h].bias.div_(t)
     return model
 
 
-def _content(digest: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a `file_digest` that describe the content, not where the file lies."""
-    return {k: v for k, v in digest.items() if k != "path"}
-
-
-def model_calibration_record(logits: dict[str, Tensor], labels: dict[str, Tensor], weights: str | os.PathLike,
-                             clips: int) -> dict[str, Any]:
-    """Return the `calibration.json` record of a run's held-out `logits` and `labels` (see
-    `calibration_record`), for the weights file `weights` (its digest) and `clips` held-out clips."""
+def weights_digest(weights: str | os.PathLike) -> dict[str, Any]:
+    """Return what identifies a weights file's content (`file_digest` without the path, so that a
+    moved run folder keeps its calibration)."""
     from egodistill.engine.checkpoint import file_digest
 
-    return {"format": FORMAT, "weights": _content(file_digest(weights)), "clips": int(clips),
-            **calibration_record(logits, labels)}
+    return {k: v for k, v in file_digest(weights).items() if k != "path"}
+
+
+def model_calibration_record(logits: dict[str, Tensor], labels: dict[str, Tensor], digest: dict[str, Any],
+                             clips: int) -> dict[str, Any]:
+    """Return the `calibration.json` record of a run's held-out `logits` and `labels` (see
+    `calibration_record`), for the weights whose `weights_digest` is `digest`, and `clips` held-out
+    clips."""
+    return {"format": FORMAT, "weights": digest, "clips": int(clips), **calibration_record(logits, labels)}
 
 
 def read_model_temperatures(run_dir: str | os.PathLike, weights: str | os.PathLike) -> dict[str, float]:
     """Return {head: T} of the run's `calibration.json` when it was fitted for the weights file
     `weights`; {} when the run has none. A record fitted for other weights (training went on, or
-    the `last` weights are loaded) is ignored with a warning: refit with `egodistill calibrate`."""
-    from egodistill.engine.checkpoint import CheckpointError, file_digest, read_json
+    `last` weights that differ from the best) is ignored with a warning."""
+    from egodistill.engine.checkpoint import CheckpointError, read_json
 
     path = Path(run_dir) / MODEL_CALIBRATION_FILE
     if not path.is_file():
@@ -157,9 +165,10 @@ def read_model_temperatures(run_dir: str | os.PathLike, weights: str | os.PathLi
                                             for t in temps.values())):
         raise CheckpointError(f"{path}: not a calibration record (expected 'temperature': {{head: T > 0}}); "
                               f"delete it or run `egodistill calibrate {run_dir}` again")
-    if data.get("weights") != _content(file_digest(weights)):
-        warnings.warn(f"{path} was fitted for other weights than {weights}: not applied; run "
-                      f"`egodistill calibrate {run_dir}` to fit the temperatures again", stacklevel=2)
+    if data.get("weights") != weights_digest(weights):
+        warnings.warn(f"{path} was fitted for other weights than {weights}: not applied (`egodistill calibrate` "
+                      f"fits the run's best weights, model.safetensors; after training went on, run it again)",
+                      stacklevel=2)
         return {}
     return {h: float(t) for h, t in temps.items()}
 

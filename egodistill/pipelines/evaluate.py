@@ -87,10 +87,11 @@ def run_evaluate(run: str | os.PathLike, *, split: str | None = None, overrides:
 def _load_evaluated(run_dir: Path, weights: str, teachers: bool, calibrated: bool
                     ) -> tuple[Config, Any, dict[str, int] | None, list[str], str, dict[str, float]]:
     """Return (config, model or teacher-ensemble predictor, the model's heads or None for the
-    ensemble, the modalities it reads, the tag of its output files: "", "_last" or "_teachers",
-    the temperatures folded into the model: {} when none)."""
+    ensemble, the modalities it reads, the tag of its output files ("", "_last" or "_teachers";
+    "_uncalibrated" added when a calibrated run is evaluated without its temperatures), the
+    temperatures folded into the model: {} when none)."""
     from egodistill.config import load_config
-    from egodistill.engine.calibration import apply_run_calibration
+    from egodistill.engine.calibration import MODEL_CALIBRATION_FILE, apply_run_calibration
     from egodistill.engine.checkpoint import LAST_DIR, WEIGHTS_FILE, load_run, model_heads
 
     if teachers:
@@ -101,9 +102,14 @@ def _load_evaluated(run_dir: Path, weights: str, teachers: bool, calibrated: boo
         return cfg, predictor, None, modalities, "_teachers", {}
     weights_path = run_dir / LAST_DIR / WEIGHTS_FILE if weights == "last" else None
     cfg, model, run_info = load_run(run_dir, weights=weights_path)
-    temps = apply_run_calibration(model, run_dir, weights_path) if calibrated else {}
-    return (cfg, model, model_heads(cfg, run_info), [cfg.model.modality], "" if weights == "best" else "_last",
-            temps)
+    tag = "" if weights == "best" else "_last"
+    if calibrated:
+        temps = apply_run_calibration(model, run_dir, weights_path)
+    else:
+        temps = {}
+        if (run_dir / MODEL_CALIBRATION_FILE).is_file():
+            tag += "_uncalibrated"  # beside, not over, the calibrated evaluation's files
+    return cfg, model, model_heads(cfg, run_info), [cfg.model.modality], tag, temps
 
 
 def _uncalibrated_ece(logits: dict[str, Tensor], ids: list[str], samples: list[Sample], info: DatasetInfo,

@@ -1,6 +1,7 @@
-"""Temperature scaling of the ensemble teacher: the fit finds the temperature that generated the
-labels, lowers the NLL of a too-soft ensemble, and never changes a prediction (the distillation
-run's use of it is tested in test_end_to_end.py)."""
+"""Temperature scaling: the fit finds the temperature that generated the labels, lowers the NLL of
+a too-soft ensemble, and never changes a prediction (the distillation run's use of it is tested in
+test_end_to_end.py); a trained model's temperatures are folded into its heads exactly and only
+for the weights they were fitted for (the `calibrate` command: test_calibrate_run.py)."""
 from __future__ import annotations
 
 
@@ -116,8 +117,18 @@ def test_scaled_heads_divide_the_logits_and_keep_every_prediction():
 def test_scaling_refuses_unknown_heads_and_bad_temperatures(temps, match):
     from egodistill.engine.calibration import scale_heads
 
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(ValueError, match=match):
-        scale_heads(tiny_cnn(), temps)
+        scale_heads(model, {"noun": 2.0, **temps})  # a good head first: it must be left unscaled too
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_nan_logits_are_refused_not_fitted():
+    z, y = sampled(0.5, n=200)
+    z[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="1 of 200 samples have NaN"):
+        fit_temperature(z, y)
 
 
 def test_a_calibration_record_applies_only_to_the_weights_it_was_fitted_for(tmp_path):
@@ -126,6 +137,7 @@ def test_a_calibration_record_applies_only_to_the_weights_it_was_fitted_for(tmp_
         MODEL_CALIBRATION_FILE,
         model_calibration_record,
         read_model_temperatures,
+        weights_digest,
     )
     from egodistill.engine.checkpoint import CheckpointError, save_weights
 
@@ -133,7 +145,8 @@ def test_a_calibration_record_applies_only_to_the_weights_it_was_fitted_for(tmp_
     save_weights(model, tmp_path / "model.safetensors")
     assert read_model_temperatures(tmp_path, tmp_path / "model.safetensors") == {}  # none fitted yet
     z, y = sampled(0.5, n=400)
-    record = model_calibration_record({"verb": z}, {"verb": y}, tmp_path / "model.safetensors", clips=400)
+    record = model_calibration_record({"verb": z}, {"verb": y}, weights_digest(tmp_path / "model.safetensors"),
+                                      clips=400)
     write_json(tmp_path / MODEL_CALIBRATION_FILE, record)
     temps = read_model_temperatures(tmp_path, tmp_path / "model.safetensors")
     assert temps == {"verb": pytest.approx(0.5, rel=0.2)}
