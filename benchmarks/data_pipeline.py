@@ -17,7 +17,7 @@ thread, batches built in this process as one DataLoader worker builds them):
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
   row keeps the best round of each;
 * the same batches through `build_loader` (as the trainer builds it) with 1 and 2 workers, for
-  each `train.loader` (auto = a thread for one worker, shared-memory slots for more; shared;
+  each `train.loader` (auto = threads for up to two workers, shared-memory slots for more; shared;
   torch's plain worker processes; threads) and torch's workers with smaller batches on the wire:
   clips/s, their share of the decode limit and CPU ms per clip (every process and thread: on a
   shared machine less noisy than clips/s). Timed from the loader's start, worker start-up

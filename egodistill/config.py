@@ -169,7 +169,7 @@ class TrainConfig:
     workers: int = 4
     # How batches reach the training process: worker processes writing into reused shared-memory
     # slots (shared), torch's DataLoader as it is (process), threads of this process (thread), or
-    # auto (a thread for one worker, shared for more); the same batches either way
+    # auto (threads for up to two workers, shared for more); the same batches either way
     # (egodistill/data/loaders.py).
     loader: Literal["auto", "shared", "process", "thread"] = "auto"
     head_weights: dict[str, float] = field(default_factory=dict)  # empty = 1.0 each

@@ -1,10 +1,12 @@
 """How batches reach the training process (`train.loader`, chosen by `build_loader`).
 
-* `auto` (default): `thread` with one worker, `shared` with more. One loader thread has the
-  interpreter to itself (the training loop waits on the accelerator or on torch ops, which
-  release the GIL) and costs no copies: it builds batches at the in-process rate. Past one,
-  processes scale with the cores and threads do not: ~20% of a clip's time holds the GIL
-  (HDF5 reads, Python bookkeeping), so two threads give at most ~1.7x, four ~2.5x.
+* `auto` (default): `thread` with up to `THREADS_UP_TO` workers, `shared` with more. A loader
+  thread costs no copies (the training loop waits on the accelerator or on torch ops, which
+  release the GIL), so one thread builds batches at the in-process rate, and two measured
+  1.65-1.92x one on two cores (benchmarks/data_pipeline.py, six runs on two days), ahead of two
+  `shared` processes in every run. Past that, processes scale with the cores and threads do
+  not: a part of each clip's time holds the GIL (HDF5 reads, Python bookkeeping; ~10-20% by the
+  two-thread scaling), which caps four threads at ~2.5-3x.
 * `shared`: torch's DataLoader worker processes, each writing its batches into a few
   shared-memory slots that it reuses across steps; a slot is reused once the main process
   holds no tensor of it. torch's own path instead moves every batch into fresh shared memory
@@ -31,6 +33,9 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils.data._utils.pin_memory import pin_memory as pin_batch
 
 LOADERS = ("auto", "shared", "process", "thread")
+# `auto` builds batches in threads up to this many workers (measured on a 2-core machine; more
+# workers are processes: the GIL share of a clip's time would cap threads, see above).
+THREADS_UP_TO = 2
 
 _SLOT_KEY = "_shared_slot"  # (worker, slot) of a batch in flight; removed before the batch is handed out
 _MIN_BYTES = 64 * 1024  # smaller tensors (labels, indices) travel torch's usual way
@@ -213,7 +218,7 @@ def make_loader(kind: str, dataset: Dataset, *, batch_size: int, sampler: Sample
     if kind not in LOADERS:
         raise ValueError(f"train.loader must be one of {', '.join(LOADERS)}, got {kind!r}")
     if kind == "auto":
-        kind = "thread" if workers == 1 else "shared"
+        kind = "thread" if 1 <= workers <= THREADS_UP_TO else "shared"
     if kind == "thread" and workers > 0:
         order = sampler if sampler is not None else SequentialSampler(dataset)  # type: ignore[arg-type]
         return ThreadLoader(dataset, BatchSampler(order, batch_size, drop_last=False), collate_fn, workers,

@@ -75,3 +75,11 @@ def test_an_unknown_loader_is_named(synth_config):
     ds = build_dataset(cfg, "train", train=True, modalities=["rgb"])
     with pytest.raises(ValueError, match="train.loader must be one of auto, shared, process, thread"):
         make_loader("fast", ds, batch_size=2, sampler=None, workers=1, collate_fn=collate, pin_memory=False)
+
+
+@pytest.mark.parametrize("workers, kind", [(0, SharedSlotLoader), (1, ThreadLoader), (2, ThreadLoader),
+                                           (3, SharedSlotLoader)])
+def test_auto_builds_in_threads_up_to_two_workers_then_in_processes(synth_config, workers, kind):
+    ds = build_dataset(_small(synth_config), "train", train=True, modalities=["rgb"])
+    loader = make_loader("auto", ds, batch_size=2, sampler=None, workers=workers, collate_fn=collate, pin_memory=False)
+    assert type(loader) is kind
