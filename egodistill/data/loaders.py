@@ -3,10 +3,10 @@
 * `auto` (default): `thread` with up to `THREADS_UP_TO` workers, `shared` with more. A loader
   thread costs no copies (the training loop waits on the accelerator or on torch ops, which
   release the GIL), so one thread builds batches at the in-process rate, and two measured
-  1.65-1.92x one on two cores (benchmarks/data_pipeline.py, six runs on two days), ahead of two
-  `shared` processes in every run. Past that, processes scale with the cores and threads do
-  not: a part of each clip's time holds the GIL (HDF5 reads, Python bookkeeping; ~10-20% by the
-  two-thread scaling), which caps four threads at ~2.5-3x.
+  1.64-1.93x one on two cores (benchmarks/data_pipeline.py, six runs, 2026-12-03), ahead of two
+  `shared` processes in each run. Past that, processes scale with the cores and threads do
+  not: a part of each clip's time holds the GIL (HDF5 reads, Python bookkeeping; ~5-20% by the
+  two-thread scaling), which caps four threads at ~2.5-3.5x.
 * `shared`: torch's DataLoader worker processes, each writing its batches into a few
   shared-memory slots that it reuses across steps; a slot is reused once the main process
   holds no tensor of it. torch's own path instead moves every batch into fresh shared memory
