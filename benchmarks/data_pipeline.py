@@ -16,6 +16,9 @@ thread, batches built in this process as one DataLoader worker builds them):
   rgb and for rgb+flow+audio; ratio = pipeline / decode-only. The items' views are the clips the
   decode-only rows decode. Limit and pipeline are timed in alternating rounds (--rounds) and each
   row keeps the best round of each;
+* with `data.decode=gpu`, rgb+flow+audio: what one worker still does in-process (reads JPEG bytes
+  and waveforms, draws the views, plans the audio's STFT frames), with the audio spectrograms made
+  on the device (the default) and, for comparison, built in the worker;
 * the same batches through `build_loader` (as the trainer builds it) with 1 and 2 workers, for
   each `train.loader` (auto = threads for up to two workers, shared-memory slots for more; shared;
   torch's plain worker processes; threads) and torch's workers with smaller batches on the wire:
@@ -40,6 +43,7 @@ import torch
 
 from egodistill.config import Config, DataConfig, TrainConfig
 from egodistill.data.dataset import MultimodalDataset, build_loader, collate
+from egodistill.data.modalities import MODALITIES
 from egodistill.data.modalities.flow import flow_numbers
 from egodistill.data.records import Sample
 
@@ -257,6 +261,21 @@ def main(argv: list[str] | None = None) -> None:
                 got = max(got, _rate(batch(ds), args.clips, args.batch))
             rows.append((name, got, lim))
 
+        # data.decode=gpu: what one worker still does (reads the JPEG bytes and waveforms, draws
+        # the views and plans the audio's STFT frames); the device decodes, resizes and computes
+        # the spectrograms. For comparison, the audio spectrograms built in the worker instead.
+        gpu_cfg = _config(root)
+        gpu_cfg.data.decode = "gpu"
+        gpu_rows = []
+        audio = MODALITIES["audio"]
+        for where, kind in (("in the worker", "host"), ("on the device (default)", audio.device_decode)):
+            audio.device_decode, default = kind, audio.device_decode
+            try:
+                gpu_ds = MultimodalDataset(gpu_cfg, samples, ["rgb", "flow", "audio"], train=True)
+                gpu_rows.append((where, max(_rate(batch(gpu_ds), args.clips, args.batch) for _ in range(args.rounds))))
+            finally:
+                audio.device_decode = default
+
         # End to end: the same batches through `build_loader` (what the trainer iterates) with 1
         # and 2 workers, for each way of getting batches to the main process (train.loader).
         loader_rows = []
@@ -275,6 +294,11 @@ def main(argv: list[str] | None = None) -> None:
     print("| modalities | pipeline clips/s | decode-only clips/s (limit) | pipeline / limit |\n|---|---|---|---|")
     for name, got, lim in rows:
         print(f"| {name} | {got:.1f} | {lim:.1f} | {100 * got / lim:.0f}% |")
+    print("\nWith data.decode=gpu, rgb+flow+audio: what one worker still does (JPEG bytes and waveforms read,\n"
+          "views drawn, the audio's STFT frames planned; decoding, resizing and spectrograms on the device)\n")
+    print("| audio spectrograms | worker clips/s |\n|---|---|")
+    for where, rate in gpu_rows:
+        print(f"| {where} | {rate:.1f} |")
     limits = {name: lim for name, _, lim in rows}
     print("\nThe same batches through `build_loader` (the trainer's loader), 1 and 2 workers: clips/s, share of\n"
           "the one-core decode limit, CPU time per clip of every process and thread (less sensitive to a\n"

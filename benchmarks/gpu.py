@@ -6,9 +6,9 @@
 Rows:
 * loader: rgb+flow+audio batches of 16-frame 224x224 training views from 456x256 JPEG stores
   (benchmarks/data_pipeline.py's), through `build_loader` with N worker processes decoding on
-  the CPU (`data.decode=cpu`), and with `data.decode=gpu` (the workers read JPEGs and build
-  audio; the JPEGs are decoded, cropped and resized on the device in `to_device`), clips/s
-  with the batch on the device;
+  the CPU (`data.decode=cpu`), and with `data.decode=gpu` (the workers read JPEGs and waveforms;
+  the JPEGs are decoded, cropped and resized and the audio spectrograms computed on the device
+  in `to_device`), clips/s with the batch on the device;
 * Swin-T 16x224 optimiser steps on random clips already on the device (the trainer's step:
   autocast as Accelerate sets it, backward, clipping, AdamW with the trainer's groups), in bf16 and fp32: supervised (train), online
   distillation (three frozen Swin-T teachers on rgb, flow and audio run forward each step) and

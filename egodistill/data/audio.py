@@ -121,7 +121,7 @@ def num_stft_frames(length: int, hop: int) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _hann(win: int) -> torch.Tensor:
+def hann_window(win: int) -> torch.Tensor:
     """The periodic Hann window of `win` samples (float32), built once per length."""
     return torch.hann_window(win, dtype=torch.float32)
 
@@ -130,6 +130,92 @@ def _power(spec: torch.Tensor) -> torch.Tensor:
     """Return `|spec|^2` `[N, F]` float32 of complex64 `spec` `[N, F]`."""
     sq = torch.view_as_real(spec).square()  # [N, F, 2]: squaring the interleaved pairs is one fast pass
     return sq[..., 0] + sq[..., 1]
+
+
+def stft_frame_plan(
+    starts: np.ndarray,
+    length: int,
+    wave_length: int,
+    cfg: AudioConfig,
+    columns: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return which distinct STFT frames segments `wave[s : s + length]` need, and where each goes.
+
+    Returns `(first, edge, index)`: `first` int64 `[U]`, the first sample of each distinct interior
+    frame's window in the waveform (frames that never touch a segment's reflect padding, shared by
+    every segment whose frames fall on the same samples); `edge` int64 `[E, win]`, the waveform
+    sample under each window position of the frames that do (read per segment); `index` int64
+    `[N, J]`: column `columns[i, j]` of segment i is frame `index[i, j]` of the U + E frames,
+    interior ones first. Arguments as `log_mel_frames` (`wave_length`: samples in the waveform).
+    """
+    n_fft, hop, win = cfg.n_fft, cfg.hop_length, cfg.win_length
+    if length <= n_fft // 2:
+        raise ValueError(f"audio segments of {length} samples are too short for reflect padding of n_fft={n_fft}")
+    starts = np.asarray(starts, dtype=np.int64)
+    if starts.min() < 0 or starts.max() + length > wave_length:
+        raise ValueError(f"segments [{starts.min()}, {starts.max() + length}) do not fit in a waveform of {wave_length} samples")
+    n_seg = len(starts)
+    cols = np.arange(num_stft_frames(length, hop)) if columns is None else np.asarray(columns, dtype=np.int64)
+    cols = np.broadcast_to(cols, (n_seg, cols.shape[-1]))  # [N, J]
+    left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
+    first = cols * hop - n_fft // 2 + left  # [N, J] first sample under the frame's window, in its segment
+    interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding
+    pos = starts[:, None] + first  # [N, J]
+    uniq, inverse = np.unique(pos[interior], return_inverse=True)
+    seg_i, col_i = np.nonzero(~interior)
+    p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
+    p = np.where(p < 0, -p, p)
+    p = np.where(p >= length, 2 * (length - 1) - p, p)
+    edge = starts[seg_i, None] + p  # [E, win] positions in the waveform
+    index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
+    index[interior] = inverse.reshape(-1)
+    index[seg_i, col_i] = len(uniq) + np.arange(len(seg_i))
+    return uniq, edge, index
+
+
+def windowed_frames(wave: torch.Tensor, first: np.ndarray, edge: np.ndarray, win: int, hop: int) -> torch.Tensor:
+    """Return the Hann-windowed frames float32 `[U + E, win]` of a `stft_frame_plan` (CPU).
+
+    The window's position inside the n_fft frame only changes the phase, so each frame is its
+    windowed samples, zero-padded to n_fft by the FFT (`mel_db`).
+    """
+    window = hann_window(win)
+    frames = torch.empty(len(first) + len(edge), win, dtype=torch.float32)
+    wave = wave.to(torch.float32)
+    if len(first) and np.all((first - first[0]) % hop == 0):
+        # Frames on one hop grid (frame times on whole hops, as EPIC's 60 fps / 24 kHz): rows of
+        # a strided view of the waveform, no index array.
+        grid = wave[int(first[0]):].unfold(0, win, hop)  # [K, win] view
+        torch.mul(grid[torch.from_numpy((first - first[0]) // hop)], window, out=frames[: len(first)])
+    elif len(first):
+        torch.mul(wave[torch.from_numpy(first[:, None] + np.arange(win)[None, :])], window, out=frames[: len(first)])
+    if len(edge):
+        torch.mul(wave[torch.from_numpy(edge)], window, out=frames[len(first):])
+    return frames
+
+
+def gather_windowed(wave: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Return the Hann-windowed frames `wave[rows]` float32 `[F, win]` (`rows` int64 `[F, win]`,
+    sample indices), on `wave`'s device."""
+    return wave[rows] * _on_device(hann_window(rows.shape[1]), wave.device)
+
+
+def mel_db(frames: torch.Tensor, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
+    """Return the log-mel frames (dB) float32 `[F, n_mels]` of windowed frames `[F, win]`, on
+    their device: FFT zero-padded to n_fft, power, HTK mel bands, 10 log10."""
+    spec = torch.fft.rfft(frames, n=cfg.n_fft)  # [F, n_freqs]
+    fb = _filterbank(cfg, sample_rate)
+    if frames.device.type == "cpu":
+        mel = mel_power(_power(spec), fb)  # [F, n_mels], ours to overwrite
+    else:  # an accelerator multiplies the dense filterbank faster than it launches the banded blocks
+        mel = _power(spec) @ _on_device(fb, frames.device)
+    return mel.clamp_(min=1e-10).log10_().mul_(10.0)  # to_db, in place
+
+
+@functools.lru_cache(maxsize=16)
+def _on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    # A cached filterbank copied once per device: a host-to-device copy each step would wait.
+    return t.to(device)
 
 
 def log_mel_frames(
@@ -147,49 +233,9 @@ def log_mel_frames(
     float32 must hold every segment; `starts` `[N]`; `columns` `[J]` or `[N, J]`, repeats
     allowed (default all `1 + length // hop` frames).
     """
-    n_fft, hop, win = cfg.n_fft, cfg.hop_length, cfg.win_length
-    if length <= n_fft // 2:
-        raise ValueError(f"audio segments of {length} samples are too short for reflect padding of n_fft={n_fft}")
-    starts = np.asarray(starts, dtype=np.int64)
-    if starts.min() < 0 or starts.max() + length > wave.shape[0]:
-        raise ValueError(f"segments [{starts.min()}, {starts.max() + length}) do not fit in a waveform of {wave.shape[0]} samples")
-    n_seg = len(starts)
-    cols = np.arange(num_stft_frames(length, hop)) if columns is None else np.asarray(columns, dtype=np.int64)
-    cols = np.broadcast_to(cols, (n_seg, cols.shape[-1]))  # [N, J]
-    window = _hann(win)
-    left = (n_fft - win) // 2  # torch.stft centres a short window inside n_fft
-    first = cols * hop - n_fft // 2 + left  # [N, J] first sample under the frame's window, in its segment
-    interior = (first >= 0) & (first + win <= length)  # frames that never touch the reflect padding
-    # Interior frames are keyed by their absolute position: segments whose frames fall on the
-    # same samples share them. Frames that reach past a segment's ends read its reflection
-    # (torch.stft's reflect padding) and are computed per segment.
-    pos = starts[:, None] + first  # [N, J]
-    uniq, inverse = np.unique(pos[interior], return_inverse=True)
-    seg_i, col_i = np.nonzero(~interior)
-    p = first[seg_i, col_i][:, None] + np.arange(win)[None, :]  # [E, win] positions in the segment
-    p = np.where(p < 0, -p, p)
-    p = np.where(p >= length, 2 * (length - 1) - p, p)
-    edge = starts[seg_i, None] + p  # [E, win] positions in the waveform
-    # The window's position inside the n_fft frame only changes the phase, so each frame is its
-    # windowed samples, zero-padded to n_fft by the FFT.
-    frames = torch.empty(len(uniq) + len(edge), win, dtype=torch.float32)
-    wave = wave.to(torch.float32)
-    if len(uniq) and np.all((uniq - uniq[0]) % hop == 0):
-        # Interior frames on one hop grid (frame times on whole hops, as EPIC's 60 fps / 24 kHz):
-        # rows of a strided view of the waveform, no index array.
-        grid = wave[int(uniq[0]):].unfold(0, win, hop)  # [K, win] view
-        torch.mul(grid[torch.from_numpy((uniq - uniq[0]) // hop)], window, out=frames[: len(uniq)])
-    else:
-        torch.mul(wave[torch.from_numpy(uniq[:, None] + np.arange(win)[None, :])], window, out=frames[: len(uniq)])
-    if len(edge):
-        torch.mul(wave[torch.from_numpy(edge)], window, out=frames[len(uniq):])
-    spec = torch.fft.rfft(frames, n=n_fft)  # [U + E, n_freqs]
-    mel = mel_power(_power(spec), _filterbank(cfg, sample_rate))  # [U + E, n_mels], ours to overwrite
-    db = mel.clamp_(min=1e-10).log10_().mul_(10.0)  # to_db, in place
-    index = np.empty((n_seg, cols.shape[1]), dtype=np.int64)
-    index[interior] = inverse.reshape(-1)
-    index[seg_i, col_i] = len(uniq) + np.arange(len(seg_i))
-    return db, torch.from_numpy(index)
+    first, edge, index = stft_frame_plan(starts, length, wave.shape[0], cfg, columns)
+    frames = windowed_frames(wave, first, edge, cfg.win_length, cfg.hop_length)
+    return mel_db(frames, sample_rate, cfg), torch.from_numpy(index)
 
 
 def log_mel_segments(

@@ -24,9 +24,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from egodistill.config import Config, resolve_path
 from egodistill.data.allocator import keep_freed_buffers
-from egodistill.data.gpu_decode import JpegClips, check_decode, view_loader
+from egodistill.data.gpu_decode import check_decode, view_loader
 from egodistill.data.loaders import ThreadLoader, make_loader
-from egodistill.data.modalities import MODALITIES, Segment, empty_stack_like, get_modality, same_memory, stack_keep_layout
+from egodistill.data.modalities import (
+    MODALITIES, DeviceClips, Segment, empty_stack_like, get_modality, same_memory, stack_keep_layout,
+)
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams, draw_train_view, test_views
 
@@ -251,8 +253,8 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         first = items[0][key]
         if isinstance(first, dict):
             batch[key] = {k: stack_keep_layout([it[key][k] for it in items]) for k in first}
-        elif isinstance(first, JpegClips):  # data.decode=gpu: decoded on the device (to_device)
-            batch[key] = JpegClips.stack([it[key] for it in items])
+        elif isinstance(first, DeviceClips):  # data.decode=gpu: finished on the device (to_device)
+            batch[key] = type(first).stack([it[key] for it in items])
         else:
             batch[key] = stack_keep_layout([it[key] for it in items])
     heads = sorted({h for it in items for h in it["labels"]})

@@ -1,13 +1,15 @@
 """`data.decode=gpu`: JPEG frames (RGB's, flow's) travel undecoded and are decoded, cropped,
-resized and flipped on the training device, batched (`torchvision.io.decode_jpeg(list, device=...)`).
+resized and flipped on the training device, batched (`torchvision.io.decode_jpeg(list, device=...)`);
+audio travels as waveforms and its spectrograms are computed there.
 
 Each modality says how (`Modality.device_decode`): one of "jpeg" hands the loader each view's
 distinct JPEGs (`Modality.device_jpegs`, read from the store as the CPU path reads them), the
 loader hands out `JpegClips` instead of frames, and `engine.inputs.to_device` decodes them on
 the device and has the modality make them the uint8 clips the CPU path gives
 (`Modality.from_device_frames`: `[*lead, T, C, S, S]`; `Modality.normalize` then does the
-rest). One of "host" (audio, layout) is built in the loader as before; one that declares
-neither is refused.
+rest). One of "device" (audio) hands out its own `DeviceClips` (`Modality.device_load`), which
+`to_device` finishes the same way. One of "host" (layout) is built in the loader as before; one
+that declares none of these is refused.
 
 The geometry is one function (`crop_resize_flip`) for every device: OpenCV's bilinear
 mapping (half-pixel centres; a box on whole source pixels is a slice resized with the edge
@@ -26,7 +28,7 @@ import numpy as np
 import torch
 
 from egodistill.config import Config, ConfigError
-from egodistill.data.modalities import MODALITIES, Segment
+from egodistill.data.modalities import MODALITIES, DeviceClips, Segment
 from egodistill.data.records import Sample
 from egodistill.data.views import ViewParams
 
@@ -47,7 +49,7 @@ def check_decode(cfg: Config) -> None:
 
 
 @dataclass
-class JpegClips:
+class JpegClips(DeviceClips):
     """The JPEGs of clips of one frame modality (`modality`, registered), to decode and cut on a device.
 
     `data` uint8 `[bytes]`: every distinct JPEG back to back, JPEG j at `offsets[j]:offsets[j+1]`
@@ -67,8 +69,8 @@ class JpegClips:
     size: int
     channels: int
 
-    @staticmethod
-    def stack(parts: list[JpegClips]) -> JpegClips:
+    @classmethod
+    def stack(cls, parts: list[JpegClips]) -> JpegClips:
         """Return the clips of `parts` (equal leads) with a new leading dimension `len(parts)`."""
         first = parts[0]
         if any(p.lead != first.lead or p.modality != first.modality for p in parts):
@@ -99,37 +101,41 @@ def _clips(modality: str, blobs: list[bytes], frames: np.ndarray, view: ViewPara
                      torch.tensor([view.crop], dtype=torch.float64), torch.tensor([view.flip]), (), size, channels)
 
 
-class JpegLoader:
-    """A frame modality's loader for data.decode=gpu: `load` returns one view's `JpegClips`,
+class DeviceLoader:
+    """A modality's loader for data.decode=gpu: `load` returns one view's `DeviceClips` (a frame
+    modality's JPEGs as `JpegClips`, or what the modality's `device_load` leaves to the device),
     `collate` stacks a sample's views (the `Modality` interface the dataset calls)."""
 
     def __init__(self, name: str):
         self.name = name
 
     def load(self, store, sample: Sample, view: ViewParams, cfg: Config, train: bool, *, segment: Segment,
-             out: torch.Tensor | None = None) -> JpegClips:
-        """Return the view's distinct JPEGs and where each frame's are (`out` is not used)."""
+             out: torch.Tensor | None = None) -> DeviceClips:
+        """Return the view's work for the device (`out` is not used)."""
         mod = MODALITIES[self.name]
+        if mod.device_decode == "device":
+            return mod.device_load(store, sample, view, cfg, train, segment=segment)
         blobs, frames = mod.device_jpegs(store, sample, view, cfg, segment=segment)
         return _clips(self.name, blobs, frames, view, cfg.data.size, mod.channels(cfg))
 
-    def collate(self, items: list[JpegClips]) -> JpegClips:
-        return JpegClips.stack(items)
+    def collate(self, items: list[DeviceClips]) -> DeviceClips:
+        return type(items[0]).stack(items)
 
 
 def view_loader(name: str, cfg: Config):
     """Return what loads modality `name` for the dataset: its `Modality`, or with data.decode=gpu
-    a `JpegLoader` when the modality ships JPEGs (`Modality.device_decode`). Raise ConfigError
-    under data.decode=gpu for a modality that does not declare how it loads there."""
+    a `DeviceLoader` when the modality leaves work to the device (`Modality.device_decode`
+    "jpeg" or "device"). Raise ConfigError under data.decode=gpu for a modality that does not
+    declare how it loads there."""
     mod = MODALITIES[name]
     if cfg.data.decode != "gpu" or mod.device_decode == "host":
         return mod
-    if mod.device_decode == "jpeg":
-        return JpegLoader(name)
+    if mod.device_decode in ("jpeg", "device"):
+        return DeviceLoader(name)
     raise ConfigError(
         f"data.decode=gpu: modality {name!r} does not declare how it loads there (Modality.device_decode "
-        f"is {mod.device_decode!r}: 'jpeg' ships its JPEGs to the device, 'host' loads it as with decode=cpu); "
-        f"set data.decode=cpu, or declare it in its module")
+        f"is {mod.device_decode!r}: 'jpeg' ships its JPEGs to the device, 'device' ships its own DeviceClips, "
+        f"'host' loads it as with decode=cpu); set data.decode=cpu, or declare it in its module")
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ import torch
 from torch import Tensor
 
 from egodistill.config import Config, ModelConfig
-from egodistill.data.gpu_decode import JpegClips
-from egodistill.data.modalities import MODALITIES
+from egodistill.data.modalities import MODALITIES, DeviceClips
 
 
 def _fold(x: Tensor, frame_step: int, what: str) -> Tensor:
@@ -53,9 +52,9 @@ def example_input(cfg: Config, frames: int, size: int, batch: int) -> Tensor | d
 
 
 def to_device(batch: Any, device: torch.device | str, non_blocking: bool = False) -> Any:
-    """Return `batch` with every tensor (nested in dicts / lists) moved to `device`; JPEG clips
-    (data.decode=gpu) decoded there."""
-    if isinstance(batch, JpegClips):
+    """Return `batch` with every tensor (nested in dicts / lists) moved to `device`; clips left to
+    the device (data.decode=gpu: JPEGs, audio waveforms) finished there."""
+    if isinstance(batch, DeviceClips):
         return batch.decode(device)
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=non_blocking)

@@ -8,7 +8,7 @@ import pytest
 
 from egodistill.config import Config, ConfigError
 from egodistill.data.dataset import build_dataset
-from egodistill.data.gpu_decode import JpegLoader, view_loader
+from egodistill.data.gpu_decode import DeviceLoader, view_loader
 from egodistill.data.modalities import MODALITIES, Modality, register, unregister
 
 
@@ -47,6 +47,6 @@ def test_a_modality_that_does_not_declare_the_device_path_is_refused_by_name(syn
 def test_the_registered_modalities_declare_it(synth_config):
     gpu = _gpu(synth_config)
     builtin = ("rgb", "flow", "audio", "layout")
-    assert [MODALITIES[n].device_decode for n in builtin] == ["jpeg", "jpeg", "host", "host"]
-    assert all(isinstance(view_loader(n, gpu), JpegLoader) == (m.device_decode == "jpeg") for n, m in MODALITIES.items())
+    assert [MODALITIES[n].device_decode for n in builtin] == ["jpeg", "jpeg", "device", "host"]
+    assert all(isinstance(view_loader(n, gpu), DeviceLoader) == (m.device_decode != "host") for n, m in MODALITIES.items())
     assert all(view_loader(n, synth_config) is m for n, m in MODALITIES.items())

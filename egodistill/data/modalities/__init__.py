@@ -101,6 +101,26 @@ def segment_kwargs(store: Any, sample: Sample) -> dict[str, str]:
     return {"segment_id": sample.id} if getattr(store, "layout", "ours") == "epic" else {}
 
 
+class DeviceClips:
+    """What a loader leaves for the training device to finish (data.decode=gpu): clips of one
+    modality in a compact form, made into the batch tensor the CPU loader gives by `decode`.
+
+    Subclasses (dataclasses of tensors, so they cross worker processes) implement `stack` and
+    `decode`; `lead` is the clips' leading dimensions (batch, views).
+    """
+
+    lead: tuple[int, ...]
+
+    @classmethod
+    def stack(cls, parts: list[DeviceClips]) -> DeviceClips:
+        """Return the clips of `parts` (equal leads) with a new leading dimension `len(parts)`."""
+        raise NotImplementedError
+
+    def decode(self, device: torch.device | str) -> torch.Tensor:
+        """Return the clips as the CPU loader's batch tensor `[*lead, ...]`, made on `device`."""
+        raise NotImplementedError
+
+
 class Modality:
     """A modality: its store, its loader and how models read it. Subclasses set `name`, `reader`
     (and `writer`) and implement `channels` and `load`."""
@@ -117,7 +137,9 @@ class Modality:
     # How data.decode=gpu loads it (egodistill/data/gpu_decode.py): "jpeg" ships each view's
     # JPEGs undecoded (`device_jpegs`), decoded (as RGB, or grey with `device_grey`), cropped,
     # resized and flipped on the device and made into its clip there (`from_device_frames`);
-    # "host" loads as with data.decode=cpu (it decodes no JPEGs); "" (undeclared) is refused.
+    # "device" ships what its own `device_load` returns (a `DeviceClips`: audio ships waveforms
+    # and computes its spectrograms on the device); "host" loads as with data.decode=cpu;
+    # "" (undeclared) is refused.
     device_decode: str = ""
     device_grey: bool = False
 
@@ -170,6 +192,12 @@ class Modality:
         """(device_decode "jpeg") Return one view's distinct JPEGs and which of them each frame
         reads: int `[T, P]`, the JPEG of plane p of frame t (P = 1 for one image a frame)."""
         raise NotImplementedError(f"modality {self.name!r} ships no JPEGs to the device")
+
+    def device_load(self, store: Any, sample: Sample, view: ViewParams, cfg: Config, train: bool, *,
+                    segment: Segment) -> DeviceClips:
+        """(device_decode "device") Return one view's input as `DeviceClips` (lead `()`) whose
+        `decode` gives what `load` gives, with a leading dimension of one clip."""
+        raise NotImplementedError(f"modality {self.name!r} leaves no work to the device")
 
     def from_device_frames(self, planes: torch.Tensor, flip: bool, channels: int) -> torch.Tensor:
         """(device_decode "jpeg") Return one view's clip, uint8 `[T, channels, S, S]` as `load` gives
