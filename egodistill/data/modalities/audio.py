@@ -51,7 +51,7 @@ def mel_rows(acfg: AudioConfig, size: int) -> np.ndarray:
     return np.arange(acfg.n_mels) if acfg.n_mels <= size else nearest_columns(acfg.n_mels, size)
 
 
-def draw_columns(
+def draw_columns_and_masks(
     t: int, n_cols: int, size: int, bands: np.ndarray, acfg: AudioConfig, rng: np.random.Generator | None,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
     """Return `(cols, row_mask, col_mask)` of `t` segments of `n_cols` STFT frames: `cols` int64
@@ -125,7 +125,7 @@ def spectrogram_video(
     row; `collate` keeps that layout. Written into `out` (returned) when it has that layout.
     """
     bands = mel_rows(acfg, size)
-    cols, row_mask, col_mask = draw_columns(len(starts), num_stft_frames(length, acfg.hop_length), size, bands, acfg, rng)
+    cols, row_mask, col_mask = draw_columns_and_masks(len(starts), num_stft_frames(length, acfg.hop_length), size, bands, acfg, rng)
     db, index = log_mel_frames(wave, starts, length, sample_rate, acfg, columns=cols)  # [U, n_mels], [T, S]
     as_tensor = lambda m: None if m is None else torch.from_numpy(m)  # noqa: E731
     return spectrogram_images(db, index, bands, acfg, as_tensor(row_mask), as_tensor(col_mask), out)
@@ -272,7 +272,7 @@ class AudioModality(Modality):
         acfg, size = cfg.data.audio, cfg.data.size
         wave, starts, length, sr = self._segments(store, view, cfg, segment)
         bands = mel_rows(acfg, size)
-        cols, row_mask, col_mask = draw_columns(len(starts), num_stft_frames(length, acfg.hop_length), size, bands,
+        cols, row_mask, col_mask = draw_columns_and_masks(len(starts), num_stft_frames(length, acfg.hop_length), size, bands,
                                                 acfg, self._rng(view, train))
         first, edge, index = stft_frame_plan(starts, length, len(wave), acfg, cols)
         n_frames = len(first) + len(edge)
