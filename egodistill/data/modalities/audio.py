@@ -125,7 +125,8 @@ def spectrogram_video(
     row; `collate` keeps that layout. Written into `out` (returned) when it has that layout.
     """
     bands = mel_rows(acfg, size)
-    cols, row_mask, col_mask = draw_columns_and_masks(len(starts), num_stft_frames(length, acfg.hop_length), size, bands, acfg, rng)
+    n_cols = num_stft_frames(length, acfg.hop_length)
+    cols, row_mask, col_mask = draw_columns_and_masks(len(starts), n_cols, size, bands, acfg, rng)
     db, index = log_mel_frames(wave, starts, length, sample_rate, acfg, columns=cols)  # [U, n_mels], [T, S]
     as_tensor = lambda m: None if m is None else torch.from_numpy(m)  # noqa: E731
     return spectrogram_images(db, index, bands, acfg, as_tensor(row_mask), as_tensor(col_mask), out)
@@ -272,8 +273,8 @@ class AudioModality(Modality):
         acfg, size = cfg.data.audio, cfg.data.size
         wave, starts, length, sr = self._segments(store, view, cfg, segment)
         bands = mel_rows(acfg, size)
-        cols, row_mask, col_mask = draw_columns_and_masks(len(starts), num_stft_frames(length, acfg.hop_length), size, bands,
-                                                acfg, self._rng(view, train))
+        n_cols = num_stft_frames(length, acfg.hop_length)
+        cols, row_mask, col_mask = draw_columns_and_masks(len(starts), n_cols, size, bands, acfg, self._rng(view, train))
         first, edge, index = stft_frame_plan(starts, length, len(wave), acfg, cols)
         n_frames = len(first) + len(edge)
         as_batch = lambda m: None if m is None else torch.from_numpy(m)[None]  # noqa: E731
