@@ -214,7 +214,7 @@ def mel_db(frames: torch.Tensor, sample_rate: int, cfg: AudioConfig) -> torch.Te
 
 @functools.lru_cache(maxsize=16)
 def _on_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # A cached filterbank copied once per device: a host-to-device copy each step would wait.
+    # A cached constant (filterbank, window) copied once per device: a copy each step would wait.
     return t.to(device)
 
 
