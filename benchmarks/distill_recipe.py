@@ -1,5 +1,5 @@
 """Sweep the distillation recipe on the demo's data over seeds: label-loss weight, KD temperature,
-cached views per sample, student and teacher epochs and the weighting temperature.
+cached views per sample, student and teacher epochs, the weighting temperature and feature matching.
 
 For each seed the demo's dataset, RGB baseline (= the RGB teacher) and flow / audio / layout
 teachers are made once (`egodistill.demo` stages, its default settings), then one student per
@@ -27,32 +27,37 @@ from egodistill.demo import DemoSettings, distill_student, make_dataset, train_m
 
 # name -> DemoSettings fields that differ from the demo's defaults for this point
 POINTS: dict[str, dict] = {
-    "paper": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0),
-    "gt1": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0),
-    "gt1_T4": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0),
-    "gt1_tau03": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.3),
-    "gt0_tau03": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.3),
-    "gt1_tau01": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.1),
-    "gt0_tau01": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.1),
-    "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0),
-    "gt1_K16": dict(alpha_gt=1.0, temperature=1.0, cache_views=16, tau=1.0),
-    "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36),
-    "gt1_E72": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=72),
+    "paper": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, feature_teacher=""),
+    "gt1": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, feature_teacher=""),
+    "gt1_T4": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, feature_teacher=""),
+    "gt1_tau03": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.3, feature_teacher=""),
+    "gt0_tau03": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.3, feature_teacher=""),
+    "gt1_tau01": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=0.1, feature_teacher=""),
+    "gt0_tau01": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=0.1, feature_teacher=""),
+    "gt1_K4": dict(alpha_gt=1.0, temperature=1.0, cache_views=4, tau=1.0, feature_teacher=""),
+    "gt1_K16": dict(alpha_gt=1.0, temperature=1.0, cache_views=16, tau=1.0, feature_teacher=""),
+    "gt1_E36": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=36, feature_teacher=""),
+    "gt1_E72": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=72, feature_teacher=""),
     # the same, with the 72-epoch baseline as the ensemble's RGB teacher (flow, audio and layout
     # teachers stay at the demo's 36 epochs: their verb is near 100 % already)
     "gt1_E72_rgbT72": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, student_epochs=72,
-                           rgb_teacher_epochs=72),
+                           rgb_teacher_epochs=72, feature_teacher=""),
     # an RGB teacher trained a third as long as the student (12 epochs): it has not yet learned
     # the training clips' labels, so its targets there say more than the labels do
-    "gt1_rgbT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12),
-    "gt1_T4_rgbT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12),
+    "gt1_rgbT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12, feature_teacher=""),
+    "gt1_T4_rgbT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, rgb_teacher_epochs=12, feature_teacher=""),
     # the ensemble temperature-scaled per head on the held-out split (distill.calibrate)
-    "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
-    "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True),
+    "gt1_cal": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True, feature_teacher=""),
+    "gt0_cal": dict(alpha_gt=0.0, temperature=1.0, cache_views=8, tau=1.0, calibrate=True, feature_teacher=""),
     # every teacher (RGB, flow, audio, layout) trained 12 epochs, a third of the student's budget:
     # none has yet learned the training clips' labels, so its targets there differ from them
-    "gt1_allT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, all_teacher_epochs=12),
-    "gt1_T4_allT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, all_teacher_epochs=12),
+    "gt1_allT12": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, all_teacher_epochs=12, feature_teacher=""),
+    "gt1_T4_allT12": dict(alpha_gt=1.0, temperature=4.0, cache_views=8, tau=1.0, all_teacher_epochs=12, feature_teacher=""),
+    # feature matching (distill.features, MARS): the student regresses the flow teacher's pooled
+    # features on each cached view, weight 1 (the demo's recipe), 0.3 and 3
+    "gt1_feat": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, feature_teacher="flow", feature_alpha=1.0),
+    "gt1_feat03": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, feature_teacher="flow", feature_alpha=0.3),
+    "gt1_feat3": dict(alpha_gt=1.0, temperature=1.0, cache_views=8, tau=1.0, feature_teacher="flow", feature_alpha=3.0),
 }
 HEADS = ("verb_top1", "noun_top1", "action_top1", "ece", "confidence")
 
@@ -94,7 +99,8 @@ def run_seed(out: Path, seed: int, points: list[str], synth: dict[str, float] | 
         ps = dataclasses.replace(s, **settings)
         name = f"student_{point}"
         cache = runs / f"cache_K{ps.cache_views}_tau{ps.tau:g}{'_cal' if ps.calibrate else ''}" \
-                       f"{f'_rgbT{rgb_epochs}' if rgb_epochs else ''}{f'_allT{all_epochs}' if all_epochs else ''}.h5"
+                       f"{f'_rgbT{rgb_epochs}' if rgb_epochs else ''}{f'_allT{all_epochs}' if all_epochs else ''}" \
+                       f"{f'_feat{ps.feature_teacher}' if ps.feature_teacher else ''}.h5"
         if ps.student_epochs != s.student_epochs:
             results[f"rgb_baseline_E{ps.student_epochs}"] = metrics(longer_baseline(base, runs, ps, ps.student_epochs))
         point_teachers = [longer_baseline(base, runs, ps, rgb_epochs)] + teachers[1:] if rgb_epochs else teachers

@@ -208,6 +208,18 @@ class UnlabelledConfig:
 
 
 @dataclass
+class FeatureMatchConfig:
+    """Feature matching (MARS, Crasto et al., CVPR 2019; not in the paper): the student's pooled
+    features (the input of its linear heads) regress one teacher's on the same view, a squared
+    error relative to the teacher features' mean square, weighted `alpha` in the loss. Student
+    and teacher need the same feature width (e.g. the same architecture, as an RGB student of a
+    flow teacher learns the motion the flow network sees)."""
+
+    teacher: str = ""  # the modality of the teacher whose features the student matches; "" = off
+    alpha: float = 1.0
+
+
+@dataclass
 class DistillConfig:
     teachers: list[str] = field(default_factory=list)  # run folders of trained teachers
     weighting: Literal["uniform", "per-sample", "dataset"] = "dataset"
@@ -221,6 +233,7 @@ class DistillConfig:
     consistent: bool = True  # teachers and student see the same view
     cache: CacheConfig = field(default_factory=CacheConfig)
     unlabelled: UnlabelledConfig = field(default_factory=UnlabelledConfig)
+    features: FeatureMatchConfig = field(default_factory=FeatureMatchConfig)
 
 
 @dataclass
@@ -486,7 +499,7 @@ def check_values(cfg: Config) -> None:
          "train.eval_every train.log_every", lambda v: v >= 1, ">= 1")
     need("data.color_jitter data.audio.time_mask data.audio.freq_mask optim.weight_decay optim.warmup_epochs "
          "optim.grad_clip train.seed train.workers train.max_steps train.checkpoint_every train.head_weights "
-         "distill.alpha_kd distill.alpha_gt distill.cache.views distill.unlabelled.window distill.unlabelled.hop "
+         "distill.alpha_kd distill.alpha_gt distill.features.alpha distill.cache.views distill.unlabelled.window distill.unlabelled.hop "
          "distill.unlabelled.ratio", lambda v: v >= 0, ">= 0")
     need("optim.lr data.audio.segment_seconds data.audio.std distill.tau distill.temperature data.scale_range",
          lambda v: v > 0, "> 0")

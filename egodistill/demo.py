@@ -62,6 +62,10 @@ class DemoSettings:
     tau: float = 1.0
     cache_views: int = 8
     calibrate: bool = False  # temperature-scale the ensemble on the held-out split (distill.calibrate)
+    # Feature matching (distill.features, MARS; not in the paper): a student regresses this
+    # teacher's pooled features when the two share an architecture; "" = off.
+    feature_teacher: str = "flow"
+    feature_alpha: float = 1.0
     # Unlabelled clips per labelled training clip for the `student_unlabelled` row (the demo's
     # student distilled on labelled + unlabelled clips, KD term alone on the unlabelled ones;
     # `benchmarks/unlabelled.py` measures it); 0 leaves the row out.
@@ -176,10 +180,12 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
     from egodistill.pipelines.distill import run_distill
 
     cfg = run_config(base, runs / name, "rgb", arch, s.student_epochs, frame_step=frame_step)
+    matched = s.feature_teacher if s.teachers.get(s.feature_teacher) == arch else ""
     cfg.distill = dataclasses.replace(
         cfg.distill, teachers=[str(t) for t in teachers], weighting="dataset", tau=s.tau,
         temperature=s.temperature, alpha_gt=s.alpha_gt, calibrate=s.calibrate,
-        cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views, path=str(cache_path or runs / "teacher_cache.h5")))
+        cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views, path=str(cache_path or runs / "teacher_cache.h5")),
+        features=dataclasses.replace(cfg.distill.features, teacher=matched, alpha=s.feature_alpha))
     run_distill(cfg, progress=progress)
     return runs / name
 

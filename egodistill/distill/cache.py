@@ -8,6 +8,8 @@ File layout (HDF5):
     /ids             [N] utf-8 strings, the training samples in dataset order
     /views           [N*K, D] float64, ViewParams.to_array() of each cached view
     /logits/<head>   [N*K, C] float16, the ensemble teacher's logits for that view
+    /logits/teacher.features  [N*K, D] float16, with distill.features: the matched teacher's
+                     pooled features for that view (`distill.ensemble.FEATURES`)
 
 Row `index * K + k` holds view k of sample `index` (flat, so that the builder writes contiguous
 slices).

@@ -14,8 +14,12 @@ from torch import Tensor, nn
 from egodistill.distill.weighting import SCHEMES, combine, per_sample_weights, uniform_weights
 from egodistill.engine.evaluate import ModelPredictor
 from egodistill.engine.losses import head_labels
+from egodistill.models.heads import FeatureTap
 
 TeacherFn = Callable[[dict], dict[str, Tensor]]
+# The key of a teacher's pooled features next to the ensemble's logits (and in a teacher
+# cache): it holds a ".", which no head name may (LinearHeads), so it never names a head.
+FEATURES = "teacher.features"
 
 
 class ModelTeacher(ModelPredictor):
@@ -59,6 +63,7 @@ class EnsembleTeacher(nn.Module):
         heads: Sequence[str] | None = None,
         names: Sequence[str] | None = None,
         temperatures: dict[str, float] | None = None,
+        feature_teacher: int | None = None,
     ):
         super().__init__()
         if not teachers:
@@ -86,6 +91,9 @@ class EnsembleTeacher(nn.Module):
             if not t > 0:
                 raise ValueError(f"ensemble teacher: head '{h}' has temperature {t}; a temperature must be positive")
         self.temperatures = dict(temperatures or {})
+        # The pooled features of one teacher (a `ModelTeacher`), returned under FEATURES for
+        # feature matching (distill.features): tapped as the ensemble runs it, not run twice.
+        self.feature_tap = FeatureTap(self.teachers[feature_teacher].model) if feature_teacher is not None else None
 
     def train(self, mode: bool = True) -> "EnsembleTeacher":
         return super().train(False)  # frozen: always eval mode
@@ -128,5 +136,9 @@ class EnsembleTeacher(nn.Module):
 
     @torch.no_grad()
     def forward(self, batch: dict) -> dict[str, Tensor]:
-        """Return the ensemble's logits {head: [B*V, C]} for `batch`."""
-        return self.combine_teachers(self.teacher_logits(batch), batch)
+        """Return the ensemble's logits {head: [B*V, C]} for `batch`, and with a feature teacher
+        its pooled features under FEATURES `[B*V, D]` (float32)."""
+        out = self.combine_teachers(self.teacher_logits(batch), batch)
+        if self.feature_tap is not None:
+            out[FEATURES] = self.feature_tap.take().float()
+        return out

@@ -103,3 +103,13 @@ def distill_loss(
         parts["gt"] = l_gt.detach()
         loss = loss + alpha_gt * l_gt
     return loss, parts
+
+
+def feature_loss(student: Tensor, teacher: Tensor) -> Tensor:
+    """Return the squared error of student features `[N, D]` against a teacher's `[N, D]`,
+    relative to the teacher features' mean square (scale-free: 1 for a student at zero), float32."""
+    if student.shape != teacher.shape:
+        raise ValueError(f"feature matching: student features {tuple(student.shape)} and teacher features "
+                         f"{tuple(teacher.shape)} differ")
+    s, t = student.float(), teacher.float().detach()
+    return ((s - t) ** 2).mean() / (t ** 2).mean().clamp_min(1e-8)

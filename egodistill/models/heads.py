@@ -33,3 +33,31 @@ class LinearHeads(nn.ModuleDict):
     def forward(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         """Return {head: logits [N, classes]} for features [N, feature_dim]."""
         return {name: layer(features) for name, layer in self.items()}
+
+
+class FeatureTap:
+    """Keeps what the last forward pass fed `model.head`: the pooled features `[N, D]` of every
+    registered architecture (their `forward` is `head(features(x))`). A hook on the head, so it
+    works inside wrappers (DDP) and costs nothing; `take()` returns and clears them."""
+
+    def __init__(self, model: nn.Module):
+        self.value: torch.Tensor | None = None
+        self.handle = model.head.register_forward_pre_hook(self._keep)
+
+    def _keep(self, module: nn.Module, args: tuple) -> None:
+        self.value = args[0]
+
+    def take(self) -> torch.Tensor:
+        """Return the features of the last forward pass `[N, D]`; raise when none ran since."""
+        if self.value is None:
+            raise RuntimeError("feature tap: the model has not run since its features were last taken")
+        value, self.value = self.value, None
+        return value
+
+    def remove(self) -> None:
+        self.handle.remove()
+
+
+def feature_dim(model: nn.Module) -> int:
+    """Return D, the width of the pooled features `model.head` reads."""
+    return next(layer.in_features for layer in model.head.values())

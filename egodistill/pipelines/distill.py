@@ -69,6 +69,8 @@ def cache_fingerprint(cfg: Config, teachers: list[TeacherRun], weights: dict[str
         "num_samples": len(sample_ids),
         "views": cfg.distill.cache.views,
         "seed": cfg.train.seed,
+        # only with feature matching, so that the caches made without it still match
+        **({"features": cfg.distill.features.teacher} if cfg.distill.features.teacher else {}),
     }
 
 
@@ -119,13 +121,14 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
 
     from egodistill.data.dataset import MultimodalDataset
     from egodistill.data.modalities import get_modality
-    from egodistill.distill.ensemble import EnsembleTeacher
+    from egodistill.distill.ensemble import FEATURES, EnsembleTeacher
     from egodistill.distill.unlabelled import mix
     from egodistill.distill.teachers import CALIBRATION_FILE, DATASET_WEIGHTS_FILE
     from egodistill.engine.heldout import write_heldout
     from egodistill.engine.objectives import DistillObjective
     from egodistill.engine.trainer import fit, seed_everything
     from egodistill.models import build_model
+    from egodistill.models.heads import FeatureTap, feature_dim
 
     dcfg = cfg.distill
     run_dir = Path(cfg.run_dir)
@@ -145,6 +148,7 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
                          "heldout.json is empty")
     seed_everything(cfg.train.seed)  # the same initial student as `train` with this seed
     model = build_model(cfg.model, student_heads, get_modality(student_modality).channels(cfg))
+    feature_teacher = _feature_teacher(cfg, teachers, model)  # checked before the run folder is written
     started["fresh"] = prepare_run_dir(run_dir, resume=resume, overwrite=overwrite, cfg=cfg)
     # The student is selected on the teachers' held-out split; recorded like a `train` run's.
     write_heldout(run_dir, heldout_samples, fraction=teachers[0].cfg.data.heldout_fraction, seed=teachers[0].cfg.train.seed)
@@ -155,14 +159,20 @@ def _run_distill(cfg: Config, *, resume: bool, overwrite: bool, progress: bool, 
     heldout = _HeldoutLogits(cfg, teachers, heldout_samples, heads, state.device, progress)
     weights = _teacher_weights(cfg, teachers, heldout, has_unlabelled=bool(unlabelled), resume=resume)
     ensemble = EnsembleTeacher([t.teacher for t in teachers], dcfg.weighting, dcfg.tau, weights=weights, heads=heads,
-                               names=[str(t.run_dir) for t in teachers])
+                               names=[str(t.run_dir) for t in teachers], feature_teacher=feature_teacher)
     ensemble.temperatures = _ensemble_temperatures(cfg, teachers, ensemble, heldout, resume=resume)
 
+    cached = {h: student_heads[h] for h in heads}
+    if feature_teacher is not None:  # the teacher's features are cached beside the logits
+        cached[FEATURES] = feature_dim(model)
     train_set, teacher, cache_info = _student_train_set(cfg, teachers, ensemble, weights, student_samples,
-                                                        {h: student_heads[h] for h in heads}, state, progress)
+                                                        cached, state, progress)
     del ensemble, teachers  # with a cache the teachers never run again: free them
+    on = feature_teacher is not None
     objective = DistillObjective(teacher, temperature=dcfg.temperature, alpha_kd=dcfg.alpha_kd,
-                                 alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights)
+                                 alpha_gt=dcfg.alpha_gt, head_weights=cfg.train.head_weights,
+                                 alpha_feat=dcfg.features.alpha if on else 0.0,
+                                 student_features=FeatureTap(model) if on else None)
 
     train_set = mix(train_set, len(train_samples), dcfg.unlabelled.ratio, cfg.train.seed)
     heldout_set = MultimodalDataset(cfg, heldout_samples, [student_modality], train=False) if heldout_samples else None
@@ -191,6 +201,29 @@ def _samples(cfg: Config, reader, teachers: list[TeacherRun]) -> tuple[list[Samp
 def _modalities(cfg: Config, teachers: list[TeacherRun]) -> list[str]:
     """Return the modalities a distillation reads: the student's, then the teachers' (each once)."""
     return list(dict.fromkeys([cfg.model.modality, *(t.modality for t in teachers)]))
+
+
+def _feature_teacher(cfg: Config, teachers: list[TeacherRun], student: torch.nn.Module) -> int | None:
+    """Return the index of the teacher whose features the student matches (distill.features),
+    None when off; raise ValueError when no teacher or several have that modality, or when its
+    features are not as wide as the student's."""
+    from egodistill.models.heads import feature_dim
+
+    name = cfg.distill.features.teacher
+    if not name:
+        return None
+    found = [i for i, t in enumerate(teachers) if t.modality == name]
+    if len(found) != 1:
+        have = ", ".join(f"{t.modality} ({t.run_dir})" for t in teachers)
+        raise ValueError(f"distill.features.teacher={name!r} must name the modality of exactly one teacher; "
+                         f"{'none' if not found else len(found)} of the teachers have it (teachers: {have})")
+    t = teachers[found[0]]
+    got, want = feature_dim(t.teacher.model), feature_dim(student)
+    if got != want:
+        raise ValueError(f"distill.features: the {name} teacher {t.run_dir} ({t.cfg.model.arch}) has {got}-wide "
+                         f"features, the student ({cfg.model.arch}) {want}: feature matching needs equal widths "
+                         f"(e.g. the same architecture)")
+    return found[0]
 
 
 def _student_train_set(cfg: Config, teachers: list[TeacherRun], ensemble: EnsembleTeacher,

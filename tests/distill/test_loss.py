@@ -117,3 +117,19 @@ def test_unlabelled_sample_trains_on_the_kd_term_alone():
     # a batch of unlabelled samples only (collate writes no label entry): the KD term alone
     loss, parts = distill_loss(student, teacher, {}, alpha_gt=1.0)
     assert loss.item() == pytest.approx(kd_loss(student, teacher).item(), abs=1e-6) and parts["gt"].item() == 0.0
+
+
+def test_feature_loss_is_relative_to_the_teachers_mean_square():
+    from egodistill.distill.loss import feature_loss
+
+    teacher = torch.tensor([[1.0, -1.0], [2.0, 0.0]])  # mean square 1.5
+    assert float(feature_loss(torch.zeros(2, 2), teacher)) == pytest.approx(1.0)
+    assert float(feature_loss(teacher.clone(), teacher)) == 0.0
+    assert float(feature_loss(teacher + 1.0, teacher)) == pytest.approx(1.0 / 1.5)
+    s = torch.tensor([[0.5, 0.0], [1.0, 3.0]])
+    assert float(feature_loss(10 * s, 10 * teacher)) == pytest.approx(float(feature_loss(s, teacher)))  # scale-free
+    student = torch.zeros(2, 2, requires_grad=True)
+    feature_loss(student, teacher.requires_grad_()).backward()
+    assert teacher.grad is None and student.grad is not None  # the teacher is a target, not trained
+    with pytest.raises(ValueError, match=r"student features \(2, 3\) and teacher features \(2, 2\)"):
+        feature_loss(torch.zeros(2, 3), teacher)

@@ -70,3 +70,38 @@ def test_both_objectives_live_in_one_module_and_share_the_label_loss():
     gt_only, _ = DistillObjective(None, alpha_kd=0.0, alpha_gt=1.0)(student, batch)
     supervised, _ = SupervisedObjective()(student, batch)
     assert torch.isfinite(gt_only) and torch.allclose(gt_only, supervised)
+
+
+def test_feature_matching_adds_its_weighted_term_and_needs_teacher_features():
+    from torch import nn
+
+    from egodistill.distill.ensemble import FEATURES
+    from egodistill.distill.loss import feature_loss
+    from egodistill.models.heads import FeatureTap, LinearHeads
+
+    class Tiny(nn.Module):  # forward = head(features(x)), as every registered architecture
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(3, 4), LinearHeads(4, {"verb": 2})
+
+        def forward(self, x):
+            return self.head(self.body(x))
+
+    g = torch.Generator().manual_seed(0)
+    model, x = Tiny(), torch.randn(3, 3, generator=g)
+    teacher = {"verb": torch.randn(3, 2, generator=g)}
+    feats = torch.randn(3, 4, generator=g)
+    labels = {"verb": torch.tensor([0, 1, 0])}
+    obj = DistillObjective(None, alpha_gt=1.0, alpha_feat=0.5, student_features=FeatureTap(model))
+    logits = model(x)
+    loss, parts = obj(logits, {"teacher_logits": {**teacher, FEATURES: feats}, "labels": labels})
+    base, _ = distill_loss(logits, teacher, labels, alpha_gt=1.0)
+    want = feature_loss(model.body(x), feats)
+    assert torch.allclose(loss, base + 0.5 * want) and torch.allclose(parts["feat"], want)
+    model(x)
+    try:
+        obj(model(x), {"teacher_logits": teacher, "labels": labels})
+    except KeyError as e:
+        assert "teacher gave no features" in str(e)
+    else:
+        raise AssertionError("a batch without teacher features was accepted")
