@@ -186,7 +186,8 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clips", type=int, default=60, help="clips timed per row")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of each row (alternating limit/pipeline rounds, fresh loaders); best of each")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of each row (alternating limit/pipeline rounds, fresh loaders); best of each")
     parser.add_argument("--batch", type=int, default=8, help="clips per collated batch")
     parser.add_argument("--videos", type=int, default=4)
     parser.add_argument("--frames", type=int, default=240, help="frames per video (4 s at 60 fps)")

@@ -499,8 +499,8 @@ def check_values(cfg: Config) -> None:
          "train.eval_every train.log_every", lambda v: v >= 1, ">= 1")
     need("data.color_jitter data.audio.time_mask data.audio.freq_mask optim.weight_decay optim.warmup_epochs "
          "optim.grad_clip train.seed train.workers train.max_steps train.checkpoint_every train.head_weights "
-         "distill.alpha_kd distill.alpha_gt distill.features.alpha distill.cache.views distill.unlabelled.window distill.unlabelled.hop "
-         "distill.unlabelled.ratio", lambda v: v >= 0, ">= 0")
+         "distill.alpha_kd distill.alpha_gt distill.features.alpha distill.cache.views distill.unlabelled.window "
+         "distill.unlabelled.hop distill.unlabelled.ratio", lambda v: v >= 0, ">= 0")
     need("optim.lr data.audio.segment_seconds data.audio.std distill.tau distill.temperature data.scale_range",
          lambda v: v > 0, "> 0")
     need("data.heldout_fraction data.audio.time_stretch model.drop_path optim.betas", lambda v: 0 <= v < 1,
