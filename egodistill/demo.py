@@ -174,13 +174,11 @@ def train_models(base: Config, runs: Path, s: DemoSettings, *, progress: bool, l
     return teachers
 
 
-def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: list[Path], s: DemoSettings, *,
-                    frame_step: int = 1, cache_path: Path | None = None, progress: bool) -> Path:
-    """Distil the ensemble of `teachers` into student `name` (RGB, `arch`) through the teacher
-    cache at `cache_path` (default `runs/teacher_cache.h5`, built by the first student and reused
-    by the others); return its run folder."""
-    from egodistill.pipelines.distill import run_distill
-
+def student_config(base: Config, runs: Path, name: str, arch: str, teachers: list[Path], s: DemoSettings, *,
+                   frame_step: int = 1, cache_path: Path | None = None) -> Config:
+    """Return the config that distils the ensemble of `teachers` into student `name` (RGB, `arch`)
+    through the teacher cache at `cache_path` (default `runs/teacher_cache.h5`), matching the
+    features of `s.feature_teacher` when that teacher has the student's architecture."""
     cfg = run_config(base, runs / name, "rgb", arch, s.student_epochs, frame_step=frame_step)
     matched = s.feature_teacher if s.teachers.get(s.feature_teacher) == arch else ""
     cfg.distill = dataclasses.replace(
@@ -188,7 +186,17 @@ def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: li
         temperature=s.temperature, alpha_gt=s.alpha_gt, calibrate=s.calibrate,
         cache=dataclasses.replace(cfg.distill.cache, views=s.cache_views, path=str(cache_path or runs / "teacher_cache.h5")),
         features=dataclasses.replace(cfg.distill.features, teacher=matched, alpha=s.feature_alpha))
-    run_distill(cfg, progress=progress)
+    return cfg
+
+
+def distill_student(base: Config, runs: Path, name: str, arch: str, teachers: list[Path], s: DemoSettings, *,
+                    frame_step: int = 1, cache_path: Path | None = None, progress: bool) -> Path:
+    """Distil student `name` (`student_config`; the cache is built by the first student and reused
+    by the others); return its run folder."""
+    from egodistill.pipelines.distill import run_distill
+
+    run_distill(student_config(base, runs, name, arch, teachers, s, frame_step=frame_step, cache_path=cache_path),
+                progress=progress)
     return runs / name
 
 

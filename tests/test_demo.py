@@ -127,3 +127,19 @@ def test_evidence_compares_each_student_with_its_baseline_and_the_ensemble_with_
         "ensemble_minus_best_teacher_action", "student_minus_baseline_action", "student_minus_baseline_verb",
         "student_ece_minus_baseline_ece", "student_ece_minus_baseline_ece_uncalibrated",
         "half_student_minus_baseline_action"}
+
+
+def test_students_match_the_flow_teachers_features_only_when_they_share_its_architecture(tmp_path):
+    from egodistill.config import Config
+    from egodistill.demo import DemoSettings, student_config
+
+    s = DemoSettings()
+    teachers = [tmp_path / "rgb_baseline", tmp_path / "flow_teacher"]
+    same = student_config(Config(), tmp_path, "student", s.teachers["flow"], teachers, s)
+    assert (same.distill.features.teacher, same.distill.features.alpha) == ("flow", s.feature_alpha)
+    assert same.distill.cache.path == str(tmp_path / "teacher_cache.h5") and same.distill.alpha_gt == s.alpha_gt
+    other = student_config(Config(), tmp_path, "student_swin_nano", "swin_nano", teachers, s)
+    assert other.distill.features.teacher == ""  # another width: no feature matching
+    off = student_config(Config(), tmp_path, "student", s.teachers["flow"], teachers,
+                         dataclasses.replace(s, feature_teacher=""))
+    assert off.distill.features.teacher == ""
